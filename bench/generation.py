@@ -1,0 +1,104 @@
+"""Generation speed of the embedded model: raw `model.generate` vs spar's hf backend.
+
+Prints a table and, last, one JSON line of the figures. Runs in a few minutes on a 2-core CPU.
+    python bench/generation.py [--new-tokens 48]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from spar.llm import BackendOptions, Sampling, load_backend
+
+TOPICS = ["the ocean", "a busy train station", "learning to cook", "a rainy afternoon", "an old library",
+          "mountain hiking", "a city at night", "planting a garden"]
+
+
+def prompts(k: int) -> list[list[dict[str, str]]]:
+    # Long-form requests, so answers run to the token cap and both sides generate the same amount.
+    return [[{"role": "user", "content": f"Write a long, detailed story about {TOPICS[i % len(TOPICS)]} (part {i})."}]
+            for i in range(k)]
+
+
+def raw_generate(backend, chats, batch_size: int, new_tokens: int) -> tuple[float, int]:
+    """What spar does, minus spar: the same batches straight into model.generate."""
+    tok, model = backend.tokenizer, backend.model
+    encoded = sorted((backend.encode(c) for c in chats), key=len)
+    t0, ntok = time.perf_counter(), 0
+    for s in range(0, len(encoded), batch_size):
+        batch = encoded[s:s + batch_size]
+        width = max(map(len, batch))
+        ids = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in batch])
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch])
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
+                                 temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id,
+                                 eos_token_id=backend._eos)
+        ntok += int((out[:, width:] != tok.pad_token_id).sum())
+    return time.perf_counter() - t0, ntok
+
+
+def spar_generate(backend, chats, new_tokens: int, **kw) -> tuple[float, int]:
+    used = [0]
+    t0 = time.perf_counter()
+    backend.generate(chats, Sampling(max_new_tokens=new_tokens, **kw), on_batch=lambda _n, t: used.__setitem__(0, used[0] + t))
+    return time.perf_counter() - t0, used[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--new-tokens", type=int, default=48)
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    backend = load_backend("embedded", BackendOptions(batch_size=1))
+    spar_generate(backend, prompts(1), 8)  # warm-up
+    rows, figures = [], {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "torch": torch.__version__,
+                         "new_tokens": args.new_tokens}
+    for bs, count in [(1, 2), (8, 8), (32, 32)]:
+        backend.options.batch_size = bs
+        chats = prompts(count)
+        t_raw, n_raw = raw_generate(backend, chats, bs, args.new_tokens)
+        t_spar, n_spar = spar_generate(backend, chats, args.new_tokens)
+        raw_tps, spar_tps = n_raw / t_raw, n_spar / t_spar
+        overhead = 100 * (raw_tps - spar_tps) / raw_tps
+        rows.append((f"batch {bs}", f"{raw_tps:.1f}", f"{spar_tps:.1f}", f"{overhead:+.1f}%"))
+        figures[f"batch{bs}"] = {"raw_tok_s": round(raw_tps, 2), "spar_tok_s": round(spar_tps, 2),
+                                 "overhead_pct": round(overhead, 1)}
+    table = Table(title="embedded model: tokens/s, raw model.generate vs spar hf backend")
+    for c in ("batch", "raw tok/s", "spar tok/s", "overhead"):
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*r)
+    console = Console()
+    console.print(table)
+
+    backend.options.batch_size = 8
+    chat = prompts(1)
+    kw = dict(temperature=0.9, top_p=0.9, seed=1)
+    t_one, _ = spar_generate(backend, chat, args.new_tokens, **kw)
+    t0 = time.perf_counter()
+    backend.generate(chat, Sampling(n=5, max_new_tokens=args.new_tokens, **kw))
+    t_n5 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for k in range(5):
+        backend.generate(chat, Sampling(max_new_tokens=args.new_tokens, temperature=0.9, top_p=0.9, seed=k))
+    t_sep = time.perf_counter() - t0
+    t2 = Table(title="5 samples of one prompt")
+    for c in ("one completion", "n=5 in one request", "5 separate requests", "n=5 / one"):
+        t2.add_column(c)
+    t2.add_row(f"{t_one:.2f} s", f"{t_n5:.2f} s", f"{t_sep:.2f} s", f"{t_n5 / t_one:.2f}x")
+    console.print(t2)
+    figures["n5"] = {"one_s": round(t_one, 2), "n5_one_request_s": round(t_n5, 2), "five_requests_s": round(t_sep, 2),
+                     "ratio_vs_one": round(t_n5 / t_one, 2)}
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

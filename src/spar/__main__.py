@@ -1,0 +1,3 @@
+from spar.cli import app
+
+app()

@@ -1,0 +1,42 @@
+"""The generate stage: prompts in, ``Completion`` rows out, resumable at row level."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from spar.io import Appender, resume
+from spar.llm import Backend, Sampling
+from spar.progress import bar
+from spar.types import Completion, Prompt
+
+
+def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Path, sampling: Sampling,
+                  chunk: int = 8, show: bool = True) -> list[Completion]:
+    """Generate for every prompt whose id is not yet in ``output``; returns all rows, in input order.
+
+    Rows are appended one chunk at a time, so a killed run keeps every finished chunk and a rerun
+    generates only the rest.
+    """
+    done_rows, done = resume(output, Completion)
+    todo = [p for p in prompts if p.id not in done]
+    with Appender(output) as out, bar(with_tokens=True) as progress:
+        task = progress.add_task("generate", total=len(prompts), completed=len(prompts) - len(todo), tokens=0,
+                                 visible=show)
+        tokens = 0
+
+        def tick(nreq: int, ntok: int) -> None:
+            nonlocal tokens
+            tokens += ntok
+            progress.update(task, tokens=tokens)
+
+        for start in range(0, len(todo), chunk):
+            part = todo[start:start + chunk]
+            texts = backend.generate([p.messages for p in part], sampling, on_batch=tick)
+            for p, t in zip(part, texts):
+                row = Completion(id=p.id, prompt=p.messages, completions=t)
+                out.write(row)
+                done_rows.append(row)
+            progress.update(task, advance=len(part))
+    by_id = {r.id: r for r in done_rows}
+    return [by_id[p.id] for p in prompts if p.id in by_id]

@@ -1,0 +1,170 @@
+"""JSONL reading with strict validation, atomic writes, and crash-safe appends.
+
+A bad row raises :class:`DataError` naming the file and line; the CLI turns it into a one-line
+message and exit code 2. Outputs that are written in one go are atomic (temp file, fsync,
+rename). Outputs that grow row by row (resumable stages) are appended and fsynced per row, so a
+killed run loses at most the row in flight; :func:`resume` drops a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from spar.types import Constraint, Message, Prompt
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class DataError(ValueError):
+    """Input that spar cannot use; the message names the file and line."""
+
+
+def _short(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors()[:3]:
+        loc = ".".join(str(x) for x in e["loc"]) or "row"
+        parts.append(f"{loc}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, object) for each non-empty line; bad JSON raises DataError."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            yield lineno, obj
+
+
+def read_jsonl(path: str | Path, model: type[M]) -> list[M]:
+    out = []
+    for lineno, obj in iter_json_lines(path):
+        try:
+            out.append(model.model_validate(obj))
+        except ValidationError as e:
+            raise DataError(f"{path}:{lineno}: not a valid {model.__name__} row ({_short(e)})") from None
+    return out
+
+
+def prompt_from_row(obj: dict[str, Any]) -> Prompt:
+    """Accept spar's prompt rows and IFEval's rows.
+
+    spar: ``{"id", "prompt" | "messages", "constraints": [{"kind", "kwargs"}], ...}``
+    IFEval: ``{"key", "prompt", "instruction_id_list", "kwargs"}``
+    """
+    if "instruction_id_list" in obj:  # IFEval
+        ids, kwargs = obj["instruction_id_list"], obj.get("kwargs") or [{}] * len(obj["instruction_id_list"])
+        if len(ids) != len(kwargs):
+            raise ValueError("instruction_id_list and kwargs differ in length")
+        constraints = [
+            Constraint(kind=k, kwargs={a: b for a, b in (kw or {}).items() if b is not None}) for k, kw in zip(ids, kwargs)
+        ]
+        return Prompt(id=str(obj["key"]), messages=[Message(role="user", content=obj["prompt"])],
+                      constraints=constraints, source="ifeval")
+    if "messages" not in obj and "prompt" in obj:
+        obj = dict(obj)
+        text = obj.pop("prompt")
+        if not isinstance(text, str):
+            raise ValueError("'prompt' must be a string (use 'messages' for a chat)")
+        obj["messages"] = [{"role": "user", "content": text}]
+    if "id" not in obj:
+        raise ValueError("missing 'id'")
+    obj = {**obj, "id": str(obj["id"])}
+    return Prompt.model_validate(obj)
+
+
+def read_prompts(path: str | Path) -> list[Prompt]:
+    out, seen = [], {}
+    for lineno, obj in iter_json_lines(path):
+        try:
+            p = prompt_from_row(obj)
+        except (ValidationError, ValueError, KeyError, TypeError) as e:
+            msg = _short(e) if isinstance(e, ValidationError) else str(e)
+            raise DataError(f"{path}:{lineno}: not a valid prompt row ({msg})") from None
+        if p.id in seen:
+            raise DataError(f"{path}:{lineno}: duplicate id {p.id!r} (first at line {seen[p.id]})")
+        seen[p.id] = lineno
+        out.append(p)
+    return out
+
+
+def _dump(row: BaseModel | dict[str, Any]) -> str:
+    if isinstance(row, BaseModel):
+        return row.model_dump_json()
+    return json.dumps(row, ensure_ascii=False)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) -> None:
+    """Write all rows atomically: readers see the old file or the whole new one."""
+    write_text(path, "".join(_dump(r) + "\n" for r in rows))
+
+
+def write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def resume(path: str | Path, model: type[M], key: str = "id") -> tuple[list[M], set[str]]:
+    """Read the rows an earlier (possibly killed) run appended and the set of their keys.
+
+    A torn last line (no newline: the process died mid-write) is cut off the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        return [], set()
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with path.open("r+b") as f:
+            f.truncate(cut)
+    rows = read_jsonl(path, model)
+    return rows, {str(getattr(r, key)) for r in rows}
+
+
+class Appender:
+    """Append rows to a JSONL file, each flushed and fsynced before the next is written."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def write(self, row: BaseModel | dict[str, Any]) -> None:
+        self._f.write(_dump(row) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "Appender":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

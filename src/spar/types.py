@@ -1,0 +1,133 @@
+"""The data contract: the only records passed between stages.
+
+Every record is a pydantic model with ``schema_version``; unknown fields are rejected, so a
+reader never silently drops what a newer writer added. No heavy imports here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = 1
+
+Role = Literal["system", "user", "assistant"]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+    schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _known_version(self) -> "Record":
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"schema_version {self.schema_version} is not supported (this spar reads {SCHEMA_VERSION})")
+        return self
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: Role
+    content: str
+
+
+Chat = list[Message]
+
+
+class Constraint(BaseModel):
+    """One constraint of a prompt. ``kind`` is a checker id (IFEval's, e.g.
+    ``length_constraints:number_words``) or ``free`` when only an LLM can judge it."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    text: str = ""  # the constraint as the instruction words it
+
+
+class Prompt(Record):
+    id: str
+    messages: list[Message]
+    constraints: list[Constraint] = Field(default_factory=list)
+    source: str = "user"
+
+    @property
+    def text(self) -> str:
+        """The last user turn: what the answer must follow."""
+        return next(m.content for m in reversed(self.messages) if m.role == "user")
+
+    @model_validator(mode="after")
+    def _has_user_turn(self) -> "Prompt":
+        if not any(m.role == "user" for m in self.messages):
+            raise ValueError("a prompt needs at least one user message")
+        return self
+
+
+class Judgment(Record):
+    follows: bool | None  # majority label; None = undecided (tie, or every vote abstained)
+    votes: list[bool | None] = Field(default_factory=list)  # None = unparseable reply (abstention)
+    rationale: str = ""  # one reply that agrees with the majority
+    by: Literal["llm", "verifier", "hybrid"] = "llm"
+    checks: dict[str, bool] = Field(default_factory=dict)  # verifier verdict per constraint kind
+
+    @property
+    def value(self) -> float:
+        """Share of yes votes among all votes (abstentions count as not-yes)."""
+        if not self.votes:
+            return 1.0 if self.follows else 0.0
+        return sum(v is True for v in self.votes) / len(self.votes)
+
+    @property
+    def abstentions(self) -> int:
+        return sum(v is None for v in self.votes)
+
+
+class Completion(Record):
+    """A row of ``spar generate``: one prompt and its n completions."""
+
+    id: str
+    prompt: list[Message]
+    completions: list[str]
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: int
+    parent: int | None
+    depth: int
+    response: str
+    judgment: Judgment | None = None
+
+    @property
+    def value(self) -> float:
+        return self.judgment.value if self.judgment else 0.0
+
+
+class Tree(Record):
+    prompt_id: str
+    root: int = 0
+    nodes: list[Node]
+    solved: bool
+    expanded: int  # nodes whose children were requested
+    strategy: str
+    solution: int | None = None  # node id of the accepted refinement
+
+    def path(self) -> list[int]:
+        """Node ids from the root to the solution (empty when unsolved)."""
+        if self.solution is None:
+            return []
+        by_id = {n.id: n for n in self.nodes}
+        out, cur = [], self.solution
+        while cur is not None:
+            out.append(cur)
+            cur = by_id[cur].parent
+        return out[::-1]
+
+
+class PreferencePair(Record):
+    """TRL's conversational preference format plus provenance."""
+
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+    origin: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,51 @@
+"""The hf backend on the real embedded model (SmolLM2-135M-Instruct)."""
+
+import pytest
+
+from spar.llm import Sampling
+
+pytestmark = pytest.mark.model
+
+PROMPTS = [
+    "Name a colour.",
+    "Write a haiku about autumn. Use no commas.",
+    "What is 2 + 2? Answer with one word.",
+    "Give me one tip for sleeping better, in under twenty words.",
+    "Say hello in French.",
+    "List three fruits, separated by semicolons.",
+    "Describe the sea in one sentence without using the letter e.",
+    "Tell me a fun fact about owls.",
+]
+CHATS = [[{"role": "user", "content": p}] for p in PROMPTS]
+
+
+def test_greedy_is_reproducible(embedded):
+    s = Sampling(max_new_tokens=24, seed=3)
+    assert embedded.generate(CHATS[:2], s) == embedded.generate(CHATS[:2], s)
+
+
+def test_sampling_is_reproducible_with_a_seed(embedded):
+    s = Sampling(n=2, temperature=0.9, top_p=0.9, max_new_tokens=16, seed=11)
+    first = embedded.generate(CHATS[:2], s)
+    assert first == embedded.generate(CHATS[:2], s)
+
+
+def test_n_completions_from_one_request(embedded):
+    out = embedded.generate(CHATS[:1], Sampling(n=4, temperature=1.0, max_new_tokens=16, seed=0))
+    assert len(out) == 1 and len(out[0]) == 4
+    assert len(set(out[0])) > 1, "four samples at temperature 1 should not all be equal"
+
+
+def test_batch_of_8_equals_one_by_one_under_greedy(embedded):
+    s = Sampling(max_new_tokens=24)
+    batched = embedded.generate(CHATS, s)
+    single = [embedded.generate([c], s)[0] for c in CHATS]
+    assert batched == single
+
+
+def test_stop_strings_cut_the_text(embedded):
+    full = embedded.generate(CHATS[5:6], Sampling(max_new_tokens=32))[0][0]
+    assert len(full) > 4
+    stop = full[2:4]
+    cut = embedded.generate(CHATS[5:6], Sampling(max_new_tokens=32, stop=(stop,)))[0][0]
+    assert stop not in cut and full.startswith(cut)

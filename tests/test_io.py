@@ -1,0 +1,93 @@
+import json
+
+import pytest
+
+from spar.io import Appender, DataError, read_jsonl, read_prompts, resume, write_jsonl
+from spar.types import Completion, Judgment, Message, Node, PreferencePair, Prompt, Tree
+
+
+def test_records_round_trip(tmp_path):
+    p = Prompt(id="a", messages=[Message(role="user", content="hi")], constraints=[{"kind": "punctuation:no_comma"}])
+    j = Judgment(follows=True, votes=[True, None, True], rationale="fine", by="hybrid")
+    t = Tree(prompt_id="a", nodes=[Node(id=0, parent=None, depth=0, response="x", judgment=j),
+                                   Node(id=1, parent=0, depth=1, response="y", judgment=j)],
+             solved=True, expanded=1, strategy="bfs", solution=1)
+    pair = PreferencePair(prompt=p.messages, chosen=[Message(role="assistant", content="y")],
+                          rejected=[Message(role="assistant", content="x")], origin={"tree": "a"})
+    for model, row in [(Prompt, p), (Tree, t), (PreferencePair, pair), (Judgment, j)]:
+        path = tmp_path / f"{model.__name__}.jsonl"
+        write_jsonl(path, [row, row])
+        back = read_jsonl(path, model)
+        assert back == [row, row]
+    assert t.path() == [0, 1]
+    assert j.value == pytest.approx(2 / 3) and j.abstentions == 1
+
+
+def test_both_prompt_forms(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(
+        json.dumps({"id": 7, "prompt": "Say hi.", "constraints": [{"kind": "punctuation:no_comma", "kwargs": {}}]}) + "\n"
+        + json.dumps({"key": 1000, "prompt": "Write 300+ words.", "instruction_id_list": ["length_constraints:number_words"],
+                      "kwargs": [{"relation": "at least", "num_words": 300, "unused": None}]}) + "\n"
+        + json.dumps({"id": "c", "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "Hi"}]}) + "\n"
+    )
+    a, b, c = read_prompts(path)
+    assert a.id == "7" and a.text == "Say hi." and a.constraints[0].kind == "punctuation:no_comma"
+    assert b.id == "1000" and b.source == "ifeval" and b.constraints[0].kwargs == {"relation": "at least", "num_words": 300}
+    assert c.text == "Hi" and len(c.messages) == 2
+
+
+@pytest.mark.parametrize(
+    "line, expect",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"prompt": "no id"}', "missing 'id'"),
+        ('{"id": "x", "messages": [{"role": "robot", "content": "hi"}]}', "messages.0.role"),
+        ('{"id": "x", "messages": [{"role": "system", "content": "hi"}]}', "at least one user message"),
+        ('{"id": "x", "prompt": "p", "surprise": 1}', "surprise"),
+    ],
+)
+def test_bad_prompt_rows_name_file_and_line(tmp_path, line, expect):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"id": "ok", "prompt": "fine"}\n\n' + line + "\n")
+    with pytest.raises(DataError) as e:
+        read_prompts(path)
+    assert f"{path}:3:" in str(e.value) and expect in str(e.value)
+
+
+def test_duplicate_ids_and_future_schema(tmp_path):
+    path = tmp_path / "dup.jsonl"
+    path.write_text('{"id": "a", "prompt": "x"}\n{"id": "a", "prompt": "y"}\n')
+    with pytest.raises(DataError, match=r"dup.jsonl:2: duplicate id 'a' \(first at line 1\)"):
+        read_prompts(path)
+    path.write_text('{"schema_version": 99, "id": "a", "prompt": [], "completions": []}\n')
+    with pytest.raises(DataError, match="schema_version 99"):
+        read_jsonl(path, Completion)
+
+
+def test_resume_cuts_a_torn_last_line(tmp_path):
+    path = tmp_path / "out.jsonl"
+    rows = [Completion(id=str(i), prompt=[Message(role="user", content="q")], completions=["a"]) for i in range(3)]
+    with Appender(path) as out:
+        for r in rows:
+            out.write(r)
+    with path.open("a") as f:
+        f.write('{"schema_version": 1, "id": "3", "prom')  # killed mid-write
+    back, ids = resume(path, Completion)
+    assert back == rows and ids == {"0", "1", "2"}
+    assert path.read_text().endswith("\n") and path.read_text().count("\n") == 3
+
+
+def test_atomic_write_leaves_no_temp_on_failure(tmp_path):
+    path = tmp_path / "x.jsonl"
+    write_jsonl(path, [{"a": 1}])
+
+    def boom():
+        yield {"a": 2}
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        write_jsonl(path, boom())
+    assert path.read_text() == '{"a": 1}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["x.jsonl"]
