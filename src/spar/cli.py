@@ -104,6 +104,101 @@ def serve(
     uvicorn.run(build_app(backend, model, max_tokens), host=host, port=port, log_level="warning")
 
 
+prompts_app = typer.Typer(help="Build instruction prompts with constraints.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a model: IFEval, LLMBar.", no_args_is_help=True)
+app.add_typer(prompts_app, name="prompts")
+app.add_typer(eval_app, name="eval")
+
+
+@prompts_app.command("build")
+@friendly
+def prompts_build(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output prompts JSONL")],
+    count: Annotated[int, typer.Option(help="how many prompts")] = 100,
+    split: Annotated[str, typer.Option(help="train or heldout (they never share a seed task)")] = "train",
+    seed: Annotated[int, typer.Option(help="same seed, same prompts")] = 0,
+    min_constraints: Annotated[int, typer.Option(help="fewest constraints per prompt")] = 1,
+    max_constraints: Annotated[int, typer.Option(help="most constraints per prompt")] = 4,
+    teacher: Annotated[Optional[str], typer.Option(help="model string of a teacher: evolve prompts with it (SPaR's method) instead of the offline procedure")] = None,
+):
+    """Build multi-constraint prompts: procedural and offline by default, or evolved by a --teacher."""
+    from spar.io import write_jsonl
+
+    if teacher:
+        from spar.constraints.seeds import seed_tasks, split_of
+        from spar.constraints.teacher import evolve_prompts
+
+        seeds = [t for _, t in seed_tasks() if split_of(t) == split]
+        rows = evolve_prompts(_backend(teacher), seeds, count, seed=seed, split=split)
+    else:
+        from spar.constraints.procedural import build_prompts
+
+        rows = build_prompts(count, split=split, seed=seed, min_k=min_constraints, max_k=max_constraints)
+    write_jsonl(out, rows)
+    typer.echo(f"wrote {len(rows)} prompts to {out}", err=True)
+
+
+@app.command()
+@friendly
+def judge(
+    model: ModelOpt = "embedded",
+    input: Annotated[Path, typer.Option("--input", "-i", help="samples JSONL from `spar generate` ({id, prompt, completions, constraints})")] = Path("samples.jsonl"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="judgments JSONL: one row per completion; rerun resumes")] = Path("judgments.jsonl"),
+    votes: Annotated[int, typer.Option(help="judge samples per answer (majority vote)")] = 5,
+    mode: Annotated[str, typer.Option(help="llm | verifier | hybrid (checkers decide verifiable constraints, votes the rest)")] = "hybrid",
+    batch_size: Annotated[int, typer.Option(help="answers judged per generate call")] = 8,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per judge reply")] = 384,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+):
+    """Judge every completion of a samples file: votes, majority, mode."""
+    from spar.roles.stage import judge_file
+    from spar.roles.judge import JudgeConfig
+
+    cfg = JudgeConfig(votes=votes, mode=mode, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
+    backend = None if mode == "verifier" else _backend(model, batch_size)
+    rows = judge_file(backend, input, output, cfg, chunk=batch_size)
+    n_yes = sum(r.judgment.follows is True for r in rows)
+    n_none = sum(r.judgment.follows is None for r in rows)
+    typer.echo(f"wrote {len(rows)} judgments to {output}: {n_yes} follow, {len(rows) - n_yes - n_none} do not, "
+               f"{n_none} undecided; {sum(r.judgment.abstentions for r in rows)} unparseable votes", err=True)
+
+
+@eval_app.command("ifeval")
+@friendly
+def eval_ifeval(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="model string; omit with --responses")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl (default: google/IFEval from the hub)")] = None,
+    responses: Annotated[Optional[Path], typer.Option(help="score this responses file instead of generating (spar rows or IFEval's {prompt, response} rows)")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="first N prompts only")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses go beside it as <name>.responses.jsonl")] = Path("ifeval_scores.json"),
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per answer")] = 512,
+    batch_size: Annotated[int, typer.Option(help="prompts per forward pass")] = 16,
+):
+    """IFEval: prompt- and instruction-level accuracy, strict and loose, and per instruction type."""
+    from spar.eval.report import ifeval_run
+
+    ifeval_run(model=model, data=data, responses=responses, limit=limit, output=output,
+               max_new_tokens=max_new_tokens, batch_size=batch_size, backend_factory=_backend)
+
+
+@eval_app.command("llmbar")
+@friendly
+def eval_llmbar(
+    model: ModelOpt = "embedded",
+    data: Annotated[Path, typer.Option(help="LLMBar's Dataset/LLMBar folder (Natural/, Adversarial/...)")] = Path("LLMBar"),
+    votes: Annotated[int, typer.Option(help="judge samples per item (1 = greedy)")] = 5,
+    limit: Annotated[Optional[int], typer.Option(help="first N pairs of each subset only")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON")] = Path("llmbar_scores.json"),
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per judge reply")] = 384,
+    batch_size: Annotated[int, typer.Option(help="items per forward pass")] = 16,
+):
+    """LLMBar, pointwise: judge accuracy and F1 per subset."""
+    from spar.eval.report import llmbar_run
+
+    llmbar_run(model=model, data=data, votes=votes, limit=limit, output=output, max_new_tokens=max_new_tokens,
+               batch_size=batch_size, backend_factory=_backend)
+
+
 @app.command()
 @friendly
 def demo(

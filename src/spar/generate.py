@@ -34,7 +34,7 @@ def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Pat
             part = todo[start:start + chunk]
             texts = backend.generate([p.messages for p in part], sampling, on_batch=tick)
             for p, t in zip(part, texts):
-                row = Completion(id=p.id, prompt=p.messages, completions=t)
+                row = Completion(id=p.id, prompt=p.messages, completions=t, constraints=p.constraints)
                 out.write(row)
                 done_rows.append(row)
             progress.update(task, advance=len(part))

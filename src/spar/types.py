@@ -68,11 +68,14 @@ class Judgment(Record):
     votes: list[bool | None] = Field(default_factory=list)  # None = unparseable reply (abstention)
     rationale: str = ""  # one reply that agrees with the majority
     by: Literal["llm", "verifier", "hybrid"] = "llm"
-    checks: dict[str, bool] = Field(default_factory=dict)  # verifier verdict per constraint kind
+    checks: list[bool] = Field(default_factory=list)  # verifier verdict per verifiable constraint, in order
+    score: float | None = None  # how close to following, in [0, 1]; > 0.5 only when it follows
 
     @property
     def value(self) -> float:
-        """Share of yes votes among all votes (abstentions count as not-yes)."""
+        """The judge's score; by default the share of yes votes (abstentions count as not-yes)."""
+        if self.score is not None:
+            return self.score
         if not self.votes:
             return 1.0 if self.follows else 0.0
         return sum(v is True for v in self.votes) / len(self.votes)
@@ -88,6 +91,20 @@ class Completion(Record):
     id: str
     prompt: list[Message]
     completions: list[str]
+    constraints: list[Constraint] = Field(default_factory=list)  # carried over so judges can verify
+
+
+class JudgedSample(Record):
+    """A row of ``spar judge``: one completion of one prompt and its judgment."""
+
+    id: str  # prompt id
+    index: int  # which completion of the prompt
+    response: str
+    judgment: Judgment
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}#{self.index}"
 
 
 class Node(BaseModel):

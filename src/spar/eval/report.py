@@ -1,0 +1,81 @@
+"""The eval commands' work: run, print a table, write JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from spar.io import DataError, write_text
+
+
+def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int, batch_size: int, backend_factory) -> dict:
+    from spar.eval.ifeval import load_ifeval, read_responses, score
+
+    prompts = load_ifeval(data)
+    if limit:
+        prompts = prompts[:limit]
+    t0 = time.perf_counter()
+    if responses is not None:
+        answers = read_responses(responses, prompts)
+        prompts = [p for p in prompts if p.id in answers] if limit is None and len(answers) < len(prompts) else prompts
+        source = str(responses)
+    else:
+        if not model:
+            raise DataError("spar eval ifeval needs --model, or --responses to score saved answers")
+        from spar.generate import generate_file
+        from spar.llm import Sampling
+
+        resp_path = output.with_suffix(".responses.jsonl")
+        rows = generate_file(backend_factory(model, batch_size), prompts, resp_path,
+                             Sampling(max_new_tokens=max_new_tokens), chunk=batch_size * 4)
+        answers = {r.id: r.completions[0] for r in rows}
+        source = str(resp_path)
+    gen_s = time.perf_counter() - t0
+    scores, _ = score(prompts, answers)
+    result = {"benchmark": "ifeval", "model": model, "responses": source, "max_new_tokens": max_new_tokens,
+              "seconds": round(gen_s, 1), **scores.as_dict()}
+    write_text(output, json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"IFEval ({scores.n_prompts} prompts, {scores.n_instructions} instructions)")
+    for c in ("prompt strict", "inst strict", "prompt loose", "inst loose", "average"):
+        table.add_column(c, justify="right")
+    table.add_row(*(f"{x:.2f}" for x in (scores.prompt_strict, scores.inst_strict, scores.prompt_loose,
+                                         scores.inst_loose, scores.average)))
+    Console().print(table)
+    Console(stderr=True).print(f"[dim]scores written to {output}[/dim]")
+    return result
+
+
+def llmbar_run(model, data, votes, limit, output: Path, max_new_tokens: int, batch_size: int, backend_factory) -> dict:
+    from spar.eval.llmbar import evaluate_llmbar, load_llmbar
+    from spar.progress import bar
+    from spar.roles.judge import JudgeConfig
+
+    items = load_llmbar(data, limit)
+    backend = backend_factory(model, batch_size)
+    cfg = JudgeConfig(votes=votes, mode="llm", max_new_tokens=max_new_tokens)
+    t0 = time.perf_counter()
+    scores: dict = {}
+    with bar(with_tokens=True) as progress:
+        task = progress.add_task("llmbar", total=len(items), tokens=0)
+        tokens = 0
+
+        def tick(n: int, ntok: int) -> None:
+            nonlocal tokens
+            tokens += ntok
+            progress.update(task, advance=n, tokens=tokens)
+
+        scores = evaluate_llmbar(backend, items, cfg, on_batch=tick)
+    result = {"benchmark": "llmbar", "model": model, "votes": votes, "seconds": round(time.perf_counter() - t0, 1),
+              "subsets": scores}
+    write_text(output, json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"LLMBar pointwise ({len(items)} items, votes={votes})")
+    for c in ("subset", "accuracy", "F1", "undecided"):
+        table.add_column(c, justify="right")
+    for sub, m in scores.items():
+        table.add_row(sub, f"{m['accuracy']:.2f}", f"{m['f1']:.2f}", str(m.get("undecided", "")))
+    Console().print(table)
+    return result

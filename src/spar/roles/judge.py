@@ -1,0 +1,122 @@
+"""The refiner as judge: votes, majority, and the three modes.
+
+- ``llm``: the model's majority vote decides.
+- ``verifier``: the checkers decide; a prompt with a free constraint is then unknown (None).
+- ``hybrid``: the checkers decide verifiable constraints, the vote decides free ones; a prompt
+  follows only if every constraint does. The vote is still taken (its rationale feeds the
+  refiner and the judge's training data).
+
+Votes: ``votes`` samples from one request (``n=votes``). An unparseable reply is an abstention:
+stored as None and counted, never guessed. Tie policy: when yes and no votes are equal (all
+abstentions included) the label is None, *undecided*; search does not accept an undecided node
+and training data never uses one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from spar.constraints.checkers import follows as check_follows
+from spar.constraints.checkers import is_verifiable
+from spar.llm import Backend, Sampling
+from spar.roles.templates import judge_chat, parse_judgement
+from spar.types import Judgment, Prompt
+
+Mode = Literal["llm", "verifier", "hybrid"]
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    votes: int = 5
+    mode: Mode = "hybrid"
+    temperature: float = 0.7  # votes=1 always decodes greedily
+    top_p: float = 0.95
+    max_new_tokens: int = 384
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.votes < 1:
+            raise ValueError(f"votes must be >= 1, got {self.votes}")
+        if self.mode not in ("llm", "verifier", "hybrid"):
+            raise ValueError(f"mode must be llm, verifier or hybrid, got {self.mode!r}")
+
+    def sampling(self) -> Sampling:
+        if self.votes == 1:
+            return Sampling(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens, seed=self.seed)
+        return Sampling(n=self.votes, temperature=self.temperature, top_p=self.top_p,
+                        max_new_tokens=self.max_new_tokens, seed=self.seed)
+
+
+def majority(votes: Sequence[bool | None]) -> bool | None:
+    yes, no = sum(v is True for v in votes), sum(v is False for v in votes)
+    if yes == no:
+        return None
+    return yes > no
+
+
+def _agreeing(replies: Sequence[str], votes: Sequence[bool | None], label: bool | None) -> str:
+    for r, v in zip(replies, votes):
+        if v is label and label is not None:
+            return r
+    return ""
+
+
+def _checker_rationale(prompt: Prompt, checks: list[bool]) -> str:
+    """A rationale written from the checkers' verdicts, for when no vote agrees with them."""
+    verifiable = [c for c in prompt.constraints if is_verifiable(c.kind)]
+    lines = [f"- {'met' if ok else 'NOT met'}: {c.text or c.kind}" for c, ok in zip(verifiable, checks)]
+    verdict = "Yes" if all(checks) else "No"
+    return "Checking each requirement:\n" + "\n".join(lines) + f"\nFinal judgement: {verdict}"
+
+
+def verify(prompt: Prompt, response: str) -> tuple[list[bool], bool]:
+    """Checker verdicts for the prompt's verifiable constraints, and whether free ones remain."""
+    checks, free = [], False
+    for c in prompt.constraints:
+        if is_verifiable(c.kind):
+            checks.append(check_follows(c.kind, c.kwargs, response, prompt=prompt.text))
+        else:
+            free = True
+    return checks, free
+
+
+def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode) -> Judgment:
+    votes = [parse_judgement(r) for r in replies]
+    vote = majority(votes)
+    yes_share = sum(v is True for v in votes) / len(votes) if votes else 0.0
+    if mode == "llm":
+        return Judgment(follows=vote, votes=votes, rationale=_agreeing(replies, votes, vote), by="llm",
+                        score=yes_share)
+    checks, free = verify(prompt, response)
+    passed = sum(checks) / len(checks) if checks else 1.0
+    if mode == "verifier":
+        label = (all(checks) if not free else (False if not all(checks) else None))
+        score = 1.0 if label else 0.5 * passed
+        rationale = _checker_rationale(prompt, checks) if checks else ""
+        return Judgment(follows=label, votes=[], rationale=rationale, by="verifier", checks=checks, score=score)
+    # hybrid
+    if not all(checks):
+        label, score = False, 0.5 * passed
+    elif free:
+        label, score = vote, yes_share
+    else:
+        label, score = True, 1.0
+    rationale = _agreeing(replies, votes, label) or (_checker_rationale(prompt, checks) if checks else "")
+    return Judgment(follows=label, votes=votes, rationale=rationale, by="hybrid", checks=checks, score=score)
+
+
+def judge(backend: Backend | None, prompts: Sequence[Prompt], responses: Sequence[str], cfg: JudgeConfig,
+          on_batch=None) -> list[Judgment]:
+    """Judge each (prompt, response); all votes of all items are one batched generate call."""
+    if len(prompts) != len(responses):
+        raise ValueError("prompts and responses differ in length")
+    if cfg.mode == "verifier":
+        replies: list[list[str]] = [[] for _ in prompts]
+    else:
+        if backend is None:
+            raise ValueError(f"judge mode {cfg.mode!r} needs a model")
+        chats = [judge_chat(p.text, r) for p, r in zip(prompts, responses)]
+        replies = backend.generate(chats, cfg.sampling(), on_batch=on_batch)
+    return [combine(p, r, rep, cfg.mode) for p, r, rep in zip(prompts, responses, replies)]

@@ -1,0 +1,88 @@
+"""The one registry of prompt templates. Search, judging, evaluation and training all build their
+chats here, so the text a model is trained on is the text it is later asked with.
+"""
+
+from __future__ import annotations
+
+import re
+
+from spar.types import Message
+
+JUDGE_SYSTEM = "You are a careful reviewer who checks whether a response follows every part of an instruction."
+
+JUDGE = """Read the instruction and the response below, then decide whether the response follows the instruction completely.
+
+[Instruction]
+{instruction}
+
+[Response]
+{response}
+
+Go through the instruction's requirements one at a time and check each against the response. Then end with a last line that reads exactly "Final judgement: Yes" if every requirement is met, or "Final judgement: No" if any is not."""
+
+REFINE = """Rewrite the response so that it follows the instruction completely. Fix only what your review found wrong and keep everything else as it is.
+
+Put the rewritten response between the markers [[start]] and [[end]], and write nothing after [[end]]."""
+
+START, END = "[[start]]", "[[end]]"
+
+_FINAL = re.compile(r"final\s+judge?ment\s*[:：]\s*\**\s*(yes|no)\b", re.IGNORECASE)
+_ANSWER = re.compile(re.escape(START) + r"(.*?)" + re.escape(END), re.DOTALL)
+
+
+def judge_chat(instruction: str, response: str) -> list[Message]:
+    return [Message(role="system", content=JUDGE_SYSTEM),
+            Message(role="user", content=JUDGE.format(instruction=instruction, response=response))]
+
+
+def refine_chat(instruction: str, response: str, judgment_text: str) -> list[Message]:
+    """Multi-turn: the judge prompt, the judgment, then the request for a minimal rewrite."""
+    return judge_chat(instruction, response) + [Message(role="assistant", content=judgment_text),
+                                               Message(role="user", content=REFINE)]
+
+
+def parse_judgement(reply: str) -> bool | None:
+    """The verdict of the *last* 'Final judgement: Yes/No' line; None (abstention) when absent.
+
+    Never guesses: a reply that merely contains 'yes' somewhere is not a verdict.
+    """
+    if not isinstance(reply, str):
+        return None
+    found = _FINAL.findall(reply)
+    if not found:
+        return None
+    return found[-1].lower() == "yes"
+
+
+def parse_refinement(reply: str) -> str | None:
+    """The text between [[start]] and [[end]] (the last such span), stripped; None when absent or empty."""
+    if not isinstance(reply, str):
+        return None
+    spans = _ANSWER.findall(reply)
+    if not spans or not spans[-1].strip():
+        return None
+    return spans[-1].strip()
+
+
+EVOLVE = """Here is a task given to an AI assistant:
+
+{seed}
+
+Make the task more demanding by adding constraints to it. Add one main constraint of the type "{main}" ({main_desc}) and also {others}. The constraints must fit the task, must not contradict each other, and must be possible to check by reading the answer.
+
+Write only the new task, between [[start]] and [[end]]."""
+
+EVOLVE_CHECK = """Here is a task with several constraints:
+
+{instruction}
+
+Are its constraints consistent with each other and reasonable for the task (could a careful writer satisfy all of them at once)? Explain briefly, then end with a last line that reads exactly "Final judgement: Yes" or "Final judgement: No"."""
+
+
+def evolve_chat(seed: str, main: str, main_desc: str, others: list[tuple[str, str]]) -> list[Message]:
+    other_text = " and ".join(f'a constraint of the type "{n}" ({d})' for n, d in others) or "nothing else"
+    return [Message(role="user", content=EVOLVE.format(seed=seed, main=main, main_desc=main_desc, others=other_text))]
+
+
+def evolve_check_chat(instruction: str) -> list[Message]:
+    return [Message(role="user", content=EVOLVE_CHECK.format(instruction=instruction))]

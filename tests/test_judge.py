@@ -1,0 +1,117 @@
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fake import FakeBackend
+from spar.roles.judge import JudgeConfig, judge, majority
+from spar.roles.stage import judge_file
+from spar.roles.templates import judge_chat, parse_judgement, parse_refinement, refine_chat
+from spar.types import Constraint, Message, Prompt
+
+
+@given(st.text())
+def test_parser_never_raises_and_never_guesses(text):
+    v = parse_judgement(text)
+    assert v in (True, False, None)
+    if "judg" not in text.lower():
+        assert v is None
+
+
+@given(st.text(), st.sampled_from(["Yes", "No", "yes", "NO"]))
+def test_parser_reads_the_last_final_line(prefix, verdict):
+    assert parse_judgement(prefix + f"\nFinal judgement: {verdict}") is (verdict.lower() == "yes")
+
+
+@pytest.mark.parametrize("reply, label", [
+    ("Step 1 ok.\nFinal judgement: Yes", True),
+    ("Final Judgment: **No**", False),
+    ("I think yes, it follows.", None),
+    ("Final judgement: Yes\n...on reflection\nFinal judgement: No", False),
+    ("", None),
+])
+def test_parser_cases(reply, label):
+    assert parse_judgement(reply) is label
+
+
+def test_refinement_markers():
+    assert parse_refinement("blah [[start]] new text [[end]] trailing") == "new text"
+    assert parse_refinement("[[start]]   [[end]]") is None
+    assert parse_refinement("no markers") is None
+
+
+@pytest.mark.parametrize("votes, label", [
+    ([True, True, False, None, None], True),
+    ([True, False, None, None, None], None),  # tie -> undecided
+    ([None] * 5, None),  # all abstain -> undecided
+    ([False, False, True, None, False], False),
+    ([False, False, True, None, True], None),  # 2 vs 2
+])
+def test_majority_with_ties_and_abstentions(votes, label):
+    assert majority(votes) is label
+
+
+def _prompt(*constraints):
+    return Prompt(id="p", messages=[Message(role="user", content="Describe tea. Do not use commas.")],
+                  constraints=list(constraints))
+
+
+NO_COMMA = Constraint(kind="punctuation:no_comma", text="Do not use commas.")
+FREE = Constraint(kind="free", text="Use a warm tone.")
+
+
+def test_modes():
+    yes = FakeBackend(default="Looks right.\nFinal judgement: Yes")
+    no = FakeBackend(default="Final judgement: No")
+    cfg = lambda mode: JudgeConfig(votes=3, mode=mode)  # noqa: E731
+    # llm mode: the vote decides, even against the checker
+    j = judge(yes, [_prompt(NO_COMMA)], ["Tea, hot."], cfg("llm"))[0]
+    assert j.follows is True and j.by == "llm" and j.votes == [True] * 3 and j.value == 1.0
+    # hybrid: the checker overrides the vote on verifiable constraints
+    j = judge(yes, [_prompt(NO_COMMA)], ["Tea, hot."], cfg("hybrid"))[0]
+    assert j.follows is False and j.checks == [False] and j.value <= 0.5 and "NOT met" in j.rationale
+    # hybrid: the vote decides free constraints once the checks pass
+    assert judge(no, [_prompt(NO_COMMA, FREE)], ["Tea is hot."], cfg("hybrid"))[0].follows is False
+    assert judge(yes, [_prompt(NO_COMMA, FREE)], ["Tea is hot."], cfg("hybrid"))[0].follows is True
+    # verifier: no model; a free constraint leaves the label unknown
+    assert judge(None, [_prompt(NO_COMMA)], ["Tea is hot."], cfg("verifier"))[0].follows is True
+    assert judge(None, [_prompt(NO_COMMA, FREE)], ["Tea is hot."], cfg("verifier"))[0].follows is None
+    assert judge(None, [_prompt(NO_COMMA, FREE)], ["Tea, hot."], cfg("verifier"))[0].follows is False
+
+
+def test_votes_come_from_one_request_per_item_and_abstentions_are_kept():
+    replies = iter(["Final judgement: Yes", "garbled", "Final judgement: No", "Final judgement: Yes", "???"] * 2)
+    backend = FakeBackend(lambda chat, s, k: next(replies))
+    js = judge(backend, [_prompt(FREE), _prompt(FREE)], ["a", "b"], JudgeConfig(votes=5, mode="llm"))
+    assert len(backend.calls) == 1 and backend.calls[0][1].n == 5 and len(backend.calls[0][0]) == 2
+    assert js[0].votes == [True, None, False, True, None] and js[0].abstentions == 2 and js[0].follows is True
+    assert js[0].rationale == "Final judgement: Yes"
+
+
+def test_refine_chat_extends_the_judge_chat():
+    j = judge_chat("Do X.", "Y")
+    r = refine_chat("Do X.", "Y", "It does not do X.\nFinal judgement: No")
+    assert r[: len(j)] == j and r[len(j)].role == "assistant" and "[[start]]" in r[-1].content
+
+
+def test_judge_file_resumes(tmp_path):
+    samples = tmp_path / "s.jsonl"
+    rows = [{"id": f"p{i}", "prompt": [{"role": "user", "content": f"q{i}"}], "completions": ["a", "b"],
+             "constraints": [{"kind": "punctuation:no_comma"}]} for i in range(3)]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "j.jsonl"
+    cfg = JudgeConfig(votes=1, mode="hybrid")
+
+    class Dies(FakeBackend):
+        def generate(self, requests, sampling, on_batch=None):
+            if len(self.calls) == 1:
+                raise KeyboardInterrupt
+            return super().generate(requests, sampling, on_batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        judge_file(Dies(default="Final judgement: Yes"), samples, out, cfg, chunk=4, show=False)
+    assert len(out.read_text().splitlines()) == 4
+    got = judge_file(FakeBackend(default="Final judgement: Yes"), samples, out, cfg, chunk=4, show=False)
+    assert [r.key for r in got] == [f"p{i}#{k}" for i in range(3) for k in range(2)]
+    assert len(out.read_text().splitlines()) == 6
