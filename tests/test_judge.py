@@ -39,6 +39,8 @@ def test_refinement_markers():
     assert parse_refinement("blah [[start]] new text [[end]] trailing") == "new text"
     assert parse_refinement("[[start]]   [[end]]") is None
     assert parse_refinement("no markers") is None
+    assert parse_refinement("[[start]]\nanswer that ended the turn") == "answer that ended the turn"  # prefilled
+    assert parse_refinement("[[start]]\nHere it is: [[start]] inner [[end]]") == "inner"
 
 
 @pytest.mark.parametrize("votes, label", [

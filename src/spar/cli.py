@@ -199,6 +199,66 @@ def eval_llmbar(
                batch_size=batch_size, backend_factory=_backend)
 
 
+tree_app = typer.Typer(help="Look at refinement trees.", no_args_is_help=True)
+app.add_typer(tree_app, name="tree")
+
+
+@app.command()
+@friendly
+def search(
+    model: ModelOpt = "embedded",
+    input: Annotated[Path, typer.Option("--input", "-i", help="negatives JSONL (failed answers with their judgments)")] = Path("negatives.jsonl"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="trees JSONL, one whole tree per negative; rerun resumes")] = Path("trees.jsonl"),
+    strategy: Annotated[str, typer.Option(help="bfs | dfs | greedy | best_of_n | iterative")] = "bfs",
+    branch: Annotated[int, typer.Option(help="refinements per expanded node")] = 3,
+    select: Annotated[int, typer.Option(help="children kept per level (bfs) or descended into (dfs)")] = 2,
+    depth: Annotated[int, typer.Option(help="levels below the root")] = 3,
+    budget: Annotated[int, typer.Option(help="judged nodes per tree at most")] = 15,
+    votes: Annotated[int, typer.Option(help="judge votes per node")] = 5,
+    mode: Annotated[str, typer.Option(help="judge mode: llm | verifier | hybrid")] = "hybrid",
+    sequential: Annotated[bool, typer.Option("--sequential", help="one node and one vote per request (slow; for comparison)")] = False,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement and per judge reply")] = 384,
+    batch_size: Annotated[int, typer.Option(help="sequences per forward pass (hf backend)")] = 16,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+):
+    """Refine failed answers by tree search until the judge accepts one; saves every tree whole."""
+    from spar.roles.judge import JudgeConfig
+    from spar.search.driver import RefineSampling, Searcher
+    from spar.search.stage import search_file
+    from spar.search.strategies import SearchConfig
+    from spar.selfplay.data import search_stats
+
+    cfg = SearchConfig(strategy=strategy, branch=branch, select=select, depth=depth, budget=budget)  # type: ignore[arg-type]
+    jcfg = JudgeConfig(votes=votes, mode=mode, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
+    searcher = Searcher(_backend(model, batch_size), jcfg, cfg, RefineSampling(max_new_tokens=max_new_tokens, seed=seed),
+                        sequential=sequential)
+    trees = search_file(searcher, input, output)
+    st = search_stats(trees)
+    typer.echo(f"wrote {len(trees)} trees to {output}: {st.solved} solved ({100 * st.success_rate:.1f}%), "
+               f"mean expanded per solved tree {st.mean_expanded_solved}, mean solution depth {st.mean_solution_depth}", err=True)
+
+
+@tree_app.command("show")
+@friendly
+def tree_show(
+    path: Annotated[Path, typer.Argument(help="trees JSONL")],
+    id: Annotated[Optional[str], typer.Option("--id", help="tree id (prompt id#sample) or prompt id; default: the first tree")] = None,
+):
+    """Draw a tree: each node's value, votes, and its answer's diff against its parent."""
+    from rich.console import Console
+
+    from spar.io import DataError, read_jsonl
+    from spar.search.show import render
+    from spar.types import Tree
+
+    trees = read_jsonl(path, Tree)
+    picked = [t for t in trees if id is None or t.id == id or t.prompt_id == id][:1 if id is None else None]
+    if not picked:
+        raise DataError(f"{path}: no tree with id {id!r} (ids look like {trees[0].id!r})" if trees else f"{path}: no trees")
+    for t in picked:
+        Console().print(render(t))
+
+
 @app.command()
 @friendly
 def demo(

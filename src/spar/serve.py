@@ -34,6 +34,8 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
+    continue_final_message: bool = False  # accepted for vLLM compatibility: a final assistant turn is always continued
+    add_generation_prompt: bool = True
 
 
 def build_app(backend: Backend, model_name: str, default_max_tokens: int = 512) -> Any:

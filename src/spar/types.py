@@ -70,6 +70,7 @@ class Judgment(Record):
     by: Literal["llm", "verifier", "hybrid"] = "llm"
     checks: list[bool] = Field(default_factory=list)  # verifier verdict per verifiable constraint, in order
     score: float | None = None  # how close to following, in [0, 1]; > 0.5 only when it follows
+    rationale_from_vote: bool = True  # False: the rationale was written from the checkers' verdicts
 
     @property
     def value(self) -> float:
@@ -114,6 +115,7 @@ class Node(BaseModel):
     depth: int
     response: str
     judgment: Judgment | None = None
+    reply: str = ""  # the refiner's raw reply that produced this node (empty for the root)
 
     @property
     def value(self) -> float:
@@ -121,6 +123,7 @@ class Node(BaseModel):
 
 
 class Tree(Record):
+    id: str  # the negative's key: "<prompt id>#<sample index>"
     prompt_id: str
     root: int = 0
     nodes: list[Node]
@@ -139,6 +142,19 @@ class Tree(Record):
             out.append(cur)
             cur = by_id[cur].parent
         return out[::-1]
+
+
+class Negative(Record):
+    """A failed actor answer chosen as a tree root, with its prompt and judgment."""
+
+    prompt: Prompt
+    index: int  # which of the prompt's samples
+    response: str
+    judgment: Judgment
+
+    @property
+    def key(self) -> str:
+        return f"{self.prompt.id}#{self.index}"
 
 
 class PreferencePair(Record):

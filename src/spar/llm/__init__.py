@@ -1,7 +1,8 @@
 """Generation backends behind one protocol.
 
 ``generate(requests, sampling) -> list[list[str]]``: one list of ``sampling.n`` completions per
-request, in request order. A request is a chat (list of ``{"role", "content"}`` messages).
+request, in request order. A request is a chat (list of ``{"role", "content"}`` messages); a chat
+whose last message is from the assistant is *continued* (the completion extends that prefix).
 
 Model strings pick the backend:
 

@@ -68,7 +68,11 @@ class HFBackend:
         return sorted(ids)
 
     def encode(self, chat: ChatLike) -> list[int]:
-        out = self.tokenizer.apply_chat_template(as_dicts(chat), add_generation_prompt=True, tokenize=True)
+        msgs = as_dicts(chat)
+        # A chat that ends with an assistant turn is continued (a prefilled answer), not answered anew.
+        prefill = msgs[-1]["role"] == "assistant"
+        out = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=not prefill, continue_final_message=prefill,
+                                                 tokenize=True)
         if isinstance(out, dict) or hasattr(out, "input_ids"):
             out = out["input_ids"]
         return list(out)

@@ -76,8 +76,11 @@ class OpenAIBackend:
         delay = 0.5
         for attempt in range(self.options.max_retries + 1):
             try:
+                # vLLM's (and spar serve's) way to continue a prefilled assistant turn
+                extra = ({"continue_final_message": True, "add_generation_prompt": False}
+                         if messages[-1]["role"] == "assistant" else None)
                 resp = await client.chat.completions.create(
-                    model=self.model, messages=messages, n=n,
+                    model=self.model, messages=messages, n=n, extra_body=extra,
                     temperature=sampling.temperature, top_p=sampling.top_p,
                     max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None,
                     seed=sampling.seed + salt,

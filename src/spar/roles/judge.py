@@ -95,7 +95,8 @@ def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode) -
         label = (all(checks) if not free else (False if not all(checks) else None))
         score = 1.0 if label else 0.5 * passed
         rationale = _checker_rationale(prompt, checks) if checks else ""
-        return Judgment(follows=label, votes=[], rationale=rationale, by="verifier", checks=checks, score=score)
+        return Judgment(follows=label, votes=[], rationale=rationale, by="verifier", checks=checks, score=score,
+                        rationale_from_vote=False)
     # hybrid
     if not all(checks):
         label, score = False, 0.5 * passed
@@ -103,13 +104,21 @@ def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode) -
         label, score = vote, yes_share
     else:
         label, score = True, 1.0
-    rationale = _agreeing(replies, votes, label) or (_checker_rationale(prompt, checks) if checks else "")
-    return Judgment(follows=label, votes=votes, rationale=rationale, by="hybrid", checks=checks, score=score)
+    rationale = _agreeing(replies, votes, label)
+    from_vote = bool(rationale)
+    if not rationale and checks:
+        rationale = _checker_rationale(prompt, checks)
+    return Judgment(follows=label, votes=votes, rationale=rationale, by="hybrid", checks=checks, score=score,
+                    rationale_from_vote=from_vote)
 
 
 def judge(backend: Backend | None, prompts: Sequence[Prompt], responses: Sequence[str], cfg: JudgeConfig,
-          on_batch=None) -> list[Judgment]:
-    """Judge each (prompt, response); all votes of all items are one batched generate call."""
+          on_batch=None, sequential: bool = False) -> list[Judgment]:
+    """Judge each (prompt, response); all votes of all items are one batched generate call.
+
+    ``sequential`` sends one request per item and per vote instead (vote v uses seed + v), as the
+    reference implementation does; it exists to measure what batching buys.
+    """
     if len(prompts) != len(responses):
         raise ValueError("prompts and responses differ in length")
     if cfg.mode == "verifier":
@@ -118,5 +127,10 @@ def judge(backend: Backend | None, prompts: Sequence[Prompt], responses: Sequenc
         if backend is None:
             raise ValueError(f"judge mode {cfg.mode!r} needs a model")
         chats = [judge_chat(p.text, r) for p, r in zip(prompts, responses)]
-        replies = backend.generate(chats, cfg.sampling(), on_batch=on_batch)
+        if sequential:
+            s = cfg.sampling()
+            replies = [[backend.generate([c], s.but(n=1, seed=s.seed + v), on_batch=on_batch)[0][0] for v in range(s.n)]
+                       for c in chats]
+        else:
+            replies = backend.generate(chats, cfg.sampling(), on_batch=on_batch)
     return [combine(p, r, rep, cfg.mode) for p, r, rep in zip(prompts, responses, replies)]

@@ -27,7 +27,8 @@ Put the rewritten response between the markers [[start]] and [[end]], and write 
 START, END = "[[start]]", "[[end]]"
 
 _FINAL = re.compile(r"final\s+judge?ment\s*[:：]\s*\**\s*(yes|no)\b", re.IGNORECASE)
-_ANSWER = re.compile(re.escape(START) + r"(.*?)" + re.escape(END), re.DOTALL)
+# the innermost span: no second opening marker between the two
+_ANSWER = re.compile(re.escape(START) + r"((?:(?!" + re.escape(START) + r").)*?)" + re.escape(END), re.DOTALL)
 
 
 def judge_chat(instruction: str, response: str) -> list[Message]:
@@ -54,14 +55,28 @@ def parse_judgement(reply: str) -> bool | None:
     return found[-1].lower() == "yes"
 
 
+def refine_prefill() -> Message:
+    """The assistant turn a refinement starts from: the opening marker, so the model writes the
+    answer at once instead of talking about it (small models rarely write the marker unasked)."""
+    return Message(role="assistant", content=START + "\n")
+
+
 def parse_refinement(reply: str) -> str | None:
-    """The text between [[start]] and [[end]] (the last such span), stripped; None when absent or empty."""
+    """The answer between [[start]] and [[end]] (the last such span), stripped.
+
+    The closing marker may be left out only at the very end of the reply (the model ended its
+    turn right after the answer). None when there is no opening marker or the answer is empty.
+    """
     if not isinstance(reply, str):
         return None
     spans = _ANSWER.findall(reply)
-    if not spans or not spans[-1].strip():
+    if spans:
+        text = spans[-1].strip()
+    elif START in reply:
+        text = reply.rsplit(START, 1)[1].strip()
+    else:
         return None
-    return spans[-1].strip()
+    return text or None
 
 
 EVOLVE = """Here is a task given to an AI assistant:

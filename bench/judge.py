@@ -1,0 +1,52 @@
+"""Judge speed on the embedded model: a 5-vote judgment as one request (n=5) vs five single requests.
+
+Prints a table and, last, one JSON line of the figures.  python bench/judge.py
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from spar.llm import BackendOptions, load_backend
+from spar.roles.judge import JudgeConfig, judge
+from spar.types import Constraint, Message, Prompt
+
+PROMPT = Prompt(id="b", messages=[Message(role="user", content="Describe a rainy afternoon in under 60 words. Do not use commas.")],
+                constraints=[Constraint(kind="free", text="under 60 words, no commas")])
+RESPONSE = "Rain taps on the window. The street is grey and quiet and the air smells of wet leaves."
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    backend = load_backend("embedded", BackendOptions(batch_size=8))
+    tokens = 160
+    one = JudgeConfig(votes=1, mode="llm", max_new_tokens=tokens)
+    five = JudgeConfig(votes=5, mode="llm", max_new_tokens=tokens, temperature=0.7)
+    judge(backend, [PROMPT], [RESPONSE], one)  # warm-up
+    t_one = timed(lambda: judge(backend, [PROMPT], [RESPONSE], JudgeConfig(votes=1, mode="llm", max_new_tokens=tokens)))
+    t_five = timed(lambda: judge(backend, [PROMPT], [RESPONSE], five))
+    t_sep = timed(lambda: [judge(backend, [PROMPT], [RESPONSE], JudgeConfig(votes=1, mode="llm", max_new_tokens=tokens, seed=k))
+                           for k in range(5)])
+    table = Table(title=f"judge, embedded model, {tokens} max new tokens per vote")
+    for c in ("one vote", "5 votes, one request", "5 single requests", "5 votes / one vote"):
+        table.add_column(c, justify="right")
+    table.add_row(f"{t_one:.2f} s", f"{t_five:.2f} s", f"{t_sep:.2f} s", f"{t_five / t_one:.2f}x")
+    Console().print(table)
+    print(json.dumps({"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "one_vote_s": round(t_one, 2),
+                      "five_votes_one_request_s": round(t_five, 2), "five_single_requests_s": round(t_sep, 2),
+                      "ratio": round(t_five / t_one, 2)}))
+
+
+if __name__ == "__main__":
+    main()

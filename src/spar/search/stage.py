@@ -1,0 +1,34 @@
+"""The search stage over files: negatives in, whole trees out (appended as each tree finishes, so a
+killed run keeps every finished tree and a rerun searches only the rest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spar.io import Appender, read_jsonl, resume
+from spar.progress import bar
+from spar.search.driver import Searcher
+from spar.types import Negative, Tree
+
+
+def search_file(searcher: Searcher, input: str | Path, output: str | Path, chunk: int = 64, show: bool = True) -> list[Tree]:
+    negatives = read_jsonl(input, Negative)
+    keys = [n.key for n in negatives]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"{input}: duplicate negatives (same prompt id and sample index)")
+    done_rows, done = resume(output, Tree)
+    todo = [n for n in negatives if n.key not in done]
+    with Appender(output) as out, bar() as progress:
+        task = progress.add_task(f"search ({searcher.cfg.strategy})", total=len(negatives),
+                                 completed=len(negatives) - len(todo), visible=show)
+
+        def done_one(tree: Tree) -> None:
+            out.write(tree)
+            done_rows.append(tree)
+            progress.update(task, advance=1)
+
+        # Trees advance together inside a chunk; chunks bound the memory of one batched call.
+        for start in range(0, len(todo), chunk):
+            searcher.run(todo[start:start + chunk], on_done=done_one)
+    order = {k: i for i, k in enumerate(keys)}
+    return sorted((t for t in done_rows if t.id in order), key=lambda t: order[t.id])

@@ -1,0 +1,177 @@
+"""Refinement-tree strategies as generators, so that many trees can advance together.
+
+A strategy never calls a model. It yields requests and receives their answers:
+
+- ``Refine(nodes, k, greedy)`` -> for each node, a list of up to k refined responses (each with
+  its raw reply; replies without the answer markers were already retried and then dropped);
+- ``Judge(responses)`` -> one Judgment per response.
+
+The driver (:mod:`spar.search.driver`) gathers the requests of every open tree into one batched
+generate call per kind, or runs them one at a time with ``sequential``.
+
+Acceptance: a node is accepted when its value (share of yes votes, or the hybrid judge's score)
+is > 0.5. Ties between children of equal value keep generation order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from spar.types import Judgment, Node
+
+Strategy = Literal["bfs", "dfs", "greedy", "best_of_n", "iterative"]
+STRATEGIES: tuple[str, ...] = ("bfs", "dfs", "greedy", "best_of_n", "iterative")
+ACCEPT = 0.5
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    strategy: Strategy = "bfs"
+    branch: int = 3  # refinements per expanded node
+    select: int = 2  # children kept (bfs frontier) or descended into (dfs)
+    depth: int = 3  # levels below the root
+    budget: int = 15  # judged nodes at most (root not counted); 3 + 6 + 6 = 15 with the defaults
+    max_retries: int = 3  # re-asks for a refinement reply without [[start]]...[[end]]
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        for name in ("branch", "select", "depth", "budget"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
+class Refine:
+    nodes: list[Node]
+    k: int
+    greedy: bool = False
+
+
+@dataclass
+class Judge:
+    responses: list[str]
+
+
+Request = Refine | Judge
+Search = Generator[Request, Any, None]
+
+
+class TreeBuilder:
+    """Nodes of one tree, the judged-node count against the budget, and a judgment cache by text."""
+
+    def __init__(self, root: Node, budget: int):
+        self.nodes = [root]
+        self.budget = budget
+        self.judged = 0
+        self.expanded = 0
+        self.solution: Node | None = None
+        self.cache: dict[str, Judgment] = {root.response: root.judgment} if root.judgment else {}
+
+    @property
+    def left(self) -> int:
+        return self.budget - self.judged
+
+    def expand(self, parents: list[Node], k: int, greedy: bool = False) -> Generator[Request, Any, list[Node]]:
+        """Ask for k children of each parent (fewer when the budget runs out) and judge them."""
+        plan: list[tuple[Node, int]] = []
+        room = self.left
+        for p in parents:
+            take = min(k, room)
+            if take <= 0:
+                break
+            plan.append((p, take))
+            room -= take
+        if not plan:
+            return []
+        results: list[list[tuple[str, str]]] = []
+        for take in sorted({t for _, t in plan}, reverse=True):  # usually one group
+            group = [p for p, t in plan if t == take]
+            answers = yield Refine(group, take, greedy)
+            results.extend(answers)
+        self.expanded += len(plan)
+        order = sorted(range(len(plan)), key=lambda i: -plan[i][1])  # results follow the grouping
+        kids: list[Node] = []
+        for pos, i in enumerate(order):
+            parent = plan[i][0]
+            for response, reply in results[pos]:
+                kids.append(Node(id=len(self.nodes), parent=parent.id, depth=parent.depth + 1,
+                                 response=response, reply=reply))
+                self.nodes.append(kids[-1])
+        kids.sort(key=lambda n: n.id)
+        fresh = sorted({n.response for n in kids if n.response not in self.cache})
+        if fresh:
+            judgments = yield Judge(fresh)
+            self.cache.update(zip(fresh, judgments))
+            self.judged += len(fresh)
+        for n in kids:
+            n.judgment = self.cache[n.response]
+        return kids
+
+
+def _best(nodes: list[Node]) -> Node | None:
+    return max(nodes, key=lambda n: n.value, default=None)  # max keeps the first of equals
+
+
+def _ranked(nodes: list[Node]) -> list[Node]:
+    return sorted(nodes, key=lambda n: -n.value)  # stable: generation order among equals
+
+
+def bfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
+    frontier = [t.nodes[0]]
+    for _ in range(cfg.depth):
+        kids = yield from t.expand(frontier, cfg.branch)
+        best = _best(kids)
+        if best is None:
+            return
+        if best.value > ACCEPT:
+            t.solution = best
+            return
+        frontier = _ranked(kids)[: cfg.select]
+
+
+def dfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
+    def visit(node: Node) -> Generator[Request, Any, bool]:
+        if node.depth >= cfg.depth or t.left <= 0:
+            return False
+        kids = yield from t.expand([node], cfg.branch)
+        best = _best(kids)
+        if best is not None and best.value > ACCEPT:
+            t.solution = best
+            return True
+        for child in _ranked(kids)[: cfg.select]:
+            if (yield from visit(child)):
+                return True
+        return False
+
+    yield from visit(t.nodes[0])
+
+
+def greedy(t: TreeBuilder, cfg: SearchConfig) -> Search:
+    kids = yield from t.expand([t.nodes[0]], 1, greedy=True)
+    if kids and kids[0].value > ACCEPT:
+        t.solution = kids[0]
+
+
+def best_of_n(t: TreeBuilder, cfg: SearchConfig) -> Search:
+    kids = yield from t.expand([t.nodes[0]], cfg.budget)
+    best = _best(kids)
+    if best is not None and best.value > ACCEPT:
+        t.solution = best
+
+
+def iterative(t: TreeBuilder, cfg: SearchConfig) -> Search:
+    node = t.nodes[0]
+    while t.left > 0:
+        kids = yield from t.expand([node], 1)
+        if not kids:
+            return
+        node = kids[0]
+        if node.value > ACCEPT:
+            t.solution = node
+            return
+
+
+RUNNERS = {"bfs": bfs, "dfs": dfs, "greedy": greedy, "best_of_n": best_of_n, "iterative": iterative}

@@ -1,0 +1,173 @@
+"""Thin builders over TRL, transformers and PEFT: SFT (initial actor/refiner, refiner RFT) and DPO
+(the actor, with the paper's 0.1-weighted SFT term on the chosen answer). No hand-written loops.
+
+Data formats (TRL's conversational ones, so the files the self-play stages write train as they are):
+- SFT: ``{"messages": [...]}`` (the last turn is the target) or ``{"prompt": [...], "completion": [...]}``;
+  the loss is on the completion only.
+- DPO: ``{"prompt": [...], "chosen": [...], "rejected": [...]}`` (spar's ``PreferencePair`` rows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainSettings:
+    """Shared by SFT and DPO. Defaults are the paper's DPO settings; see ``sft_defaults`` for RFT."""
+
+    learning_rate: float = 2e-7
+    epochs: float = 1.0
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = 2  # per device
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1  # share of the steps (transformers takes a float < 1 in warmup_steps as a ratio)
+    max_length: int | None = 1024
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    merge_lora: bool = False  # save a merged full model instead of the adapter
+    gradient_checkpointing: bool = False
+    dtype: str | None = None  # None: bf16 where the device supports it, fp32 on CPU (bf16 is ~12x slower there)
+    logging_steps: int = 1
+    report_to: list[str] = field(default_factory=list)  # e.g. ["tensorboard"] or ["wandb"]
+    seed: int = 0
+    # DPO only
+    beta: float = 0.1
+    sft_weight: float = 0.1  # weight of the NLL term on the chosen answer (0 = plain DPO)
+    precompute_ref: bool = False  # reference log-probs once, before training
+
+    def __post_init__(self) -> None:
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ValueError("learning_rate must be > 0 and batch_size, grad_accum >= 1")
+        if self.sft_weight < 0 or self.beta <= 0:
+            raise ValueError("sft_weight must be >= 0 and beta > 0")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> "TrainSettings":
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def sft_defaults(**over: Any) -> TrainSettings:
+    """RFT/SFT defaults: the paper's refiner lr 1e-6."""
+    return TrainSettings(**{"learning_rate": 1e-6, **over})
+
+
+def _precision(s: TrainSettings) -> dict[str, bool]:
+    import torch
+
+    if s.dtype == "bf16" or (s.dtype is None and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
+        return {"bf16": True, "fp16": False}
+    if s.dtype == "fp16":
+        return {"bf16": False, "fp16": True}
+    return {"bf16": False, "fp16": False}
+
+
+def _common_args(s: TrainSettings, out: Path) -> dict[str, Any]:
+    return dict(
+        output_dir=str(out / "trainer"), learning_rate=s.learning_rate, num_train_epochs=s.epochs, max_steps=s.max_steps,
+        per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum,
+        warmup_steps=s.warmup_ratio, lr_scheduler_type="linear", logging_steps=s.logging_steps,
+        report_to=s.report_to or "none", save_strategy="no", seed=s.seed, max_length=s.max_length,
+        gradient_checkpointing=s.gradient_checkpointing, disable_tqdm=False, **_precision(s),
+    )
+
+
+def _load(model: str, s: TrainSettings):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    prec = _precision(s)
+    dtype = torch.bfloat16 if prec["bf16"] else (torch.float16 if prec["fp16"] else torch.float32)
+    m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+    return m, tok
+
+
+def _peft(s: TrainSettings):
+    if not s.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=s.lora_r, lora_alpha=s.lora_alpha, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules="all-linear")
+
+
+def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
+    """Save the model (or adapter) and tokenizer to ``out/model`` atomically."""
+    final = out / "model"
+    tmp = out / ".model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = trainer.model
+    if s.lora and s.merge_lora:
+        model = model.merge_and_unload()
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    return final
+
+
+def _log_history(trainer, out: Path, settings: TrainSettings) -> list[dict]:
+    hist = trainer.state.log_history
+    (out / "train_log.json").write_text(json.dumps({"settings": asdict(settings), "log": hist}, indent=1))
+    return hist
+
+
+def to_prompt_completion(row: dict) -> dict:
+    if "messages" in row:
+        msgs = row["messages"]
+        if not msgs or msgs[-1]["role"] != "assistant":
+            raise ValueError("an SFT row's last message must be the assistant's (the target)")
+        return {"prompt": msgs[:-1], "completion": msgs[-1:]}
+    if "prompt" in row and "completion" in row:
+        return {"prompt": row["prompt"], "completion": row["completion"]}
+    raise ValueError("an SFT row needs 'messages' or 'prompt' + 'completion'")
+
+
+def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None) -> tuple[Path, list[dict]]:
+    """Supervised fine-tuning on the completion only; returns the saved model folder and the log."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    s = settings or sft_defaults()
+    out = Path(out)
+    if not rows:
+        raise ValueError("no SFT rows to train on")
+    data = Dataset.from_list([to_prompt_completion(r) for r in rows])
+    m, tok = _load(model, s)
+    args = SFTConfig(**_common_args(s, out), completion_only_loss=True)
+    trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s))
+    trainer.train()
+    return _save(trainer, tok, out, s), _log_history(trainer, out, s)
+
+
+def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None) -> tuple[Path, list[dict]]:
+    """DPO with the SFT term on chosen (``loss_type=["sigmoid", "sft"]``, weights ``[1, sft_weight]``)."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    s = settings or TrainSettings()
+    out = Path(out)
+    if not rows:
+        raise ValueError("no preference pairs to train on")
+    data = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
+    m, tok = _load(model, s)
+    loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.sft_weight]} if s.sft_weight > 0 else {"loss_type": ["sigmoid"]}
+    args = DPOConfig(**_common_args(s, out), beta=s.beta, precompute_ref_log_probs=s.precompute_ref, **loss)
+    trainer = DPOTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s))
+    trainer.train()
+    return _save(trainer, tok, out, s), _log_history(trainer, out, s)

@@ -1,0 +1,152 @@
+"""Tree search with a scripted backend: each response's children and yes-votes are set per node."""
+
+import re
+
+import pytest
+
+from fake import FakeBackend
+from spar.io import read_jsonl, write_jsonl
+from spar.roles.judge import JudgeConfig
+from spar.search.driver import RefineSampling, Searcher
+from spar.search.strategies import SearchConfig
+from spar.types import Judgment, Message, Negative, Prompt, Tree
+
+VOTES = 5
+
+
+def scripted(children: dict[str, list[str]], yes: dict[str, int], no_markers: set[str] = frozenset(), prefill=True):
+    """children[r] = refinements of r by sample index; yes[r] = yes-votes out of 5 for r."""
+
+    def script(chat, sampling, k):
+        i = sampling.seed % 1000 + k  # sample index (retries add 1000 to the seed)
+        last = chat[-1]["content"]
+        if any("Rewrite the response" in m["content"] for m in chat):
+            parent = re.search(r"\[Response\]\n(.*?)\n\nGo through", chat[1]["content"], re.S).group(1)
+            kids = children.get(parent, [])
+            text = kids[i] if i < len(kids) else f"{parent}.x{i}"
+            if text in no_markers and sampling.seed < 1000:
+                return "forgot the markers"
+            return f"Here you go.\n[[start]]{text}[[end]]" if prefill is False else f"{text}[[end]]"
+        resp = re.search(r"\[Response\]\n(.*?)\n\nGo through", last, re.S).group(1)
+        return "Final judgement: Yes" if i < yes.get(resp, 0) else "Final judgement: No"
+
+    return FakeBackend(script)
+
+
+def negative(pid: str, response: str = "r") -> Negative:
+    p = Prompt(id=pid, messages=[Message(role="user", content=f"Task {pid}.")])
+    return Negative(prompt=p, index=0, response=response,
+                    judgment=Judgment(follows=False, votes=[False] * 5, rationale="No good.\nFinal judgement: No"))
+
+
+def run(backend, strategy="bfs", negs=None, sequential=False, prefill=True, **kw):
+    s = Searcher(backend, JudgeConfig(votes=VOTES, mode="llm"), SearchConfig(strategy=strategy, **kw),
+                 RefineSampling(prefill=prefill), sequential=sequential)
+    return s.run(negs or [negative("p")]), s
+
+
+def test_bfs_expands_level_by_level_keeps_the_best_two_and_stops_at_the_first_accepted_level():
+    children = {"r": ["a", "b", "c"], "b": ["b1", "b2", "b3"], "a": ["a1", "a2", "a3"],
+                "b2": ["b21", "b22", "b23"], "a1": ["a11", "a12", "a13"]}
+    yes = {"a": 1, "b": 2, "c": 0, "b2": 2, "a1": 2, "a12": 3, "b23": 4}
+    (tree,), _ = run(scripted(children, yes))
+    responses = [n.response for n in tree.nodes]
+    assert responses == ["r", "a", "b", "c", "b1", "b2", "b3", "a1", "a2", "a3", "b21", "b22", "b23", "a11", "a12", "a13"]
+    # level 3 holds two accepted children; the best (b23, 4/5) wins over a12 (3/5)
+    assert tree.solved and tree.nodes[tree.solution].response == "b23"
+    assert [tree.nodes[i].response for i in tree.path()] == ["r", "b", "b2", "b23"]
+    assert tree.expanded == 5 and len(tree.nodes) - 1 == 15
+
+
+def test_bfs_stops_early_when_a_first_level_child_is_accepted():
+    (tree,), _ = run(scripted({"r": ["a", "b", "c"]}, {"b": 3, "c": 5}))
+    assert tree.solved and tree.nodes[tree.solution].response == "c" and len(tree.nodes) == 4 and tree.expanded == 1
+
+
+def test_dfs_descends_into_the_best_child_first_and_backtracks():
+    children = {"r": ["a", "b", "c"], "b": ["b1", "b2", "b3"], "b1": ["x", "y", "z"], "b2": ["u", "v", "w"],
+                "a": ["a1", "a2", "a3"]}
+    yes = {"a": 1, "b": 2, "b1": 2, "b2": 1, "a2": 3}
+    (tree,), _ = run(scripted(children, yes), "dfs", budget=100)
+    order = [n.response for n in tree.nodes]
+    assert order == ["r", "a", "b", "c", "b1", "b2", "b3", "x", "y", "z", "u", "v", "w", "a1", "a2", "a3"]
+    assert tree.solved and tree.nodes[tree.solution].response == "a2"
+
+
+def test_budget_is_never_exceeded():
+    for strategy in ("bfs", "dfs", "best_of_n", "iterative", "greedy"):
+        for budget in (1, 4, 7, 15):
+            (tree,), s = run(scripted({}, {}), strategy, budget=budget)
+            assert len(tree.nodes) - 1 <= budget and not tree.solved
+
+
+def test_same_text_is_judged_once_per_tree():
+    backend = scripted({"r": ["same", "same", "same"], "same": ["same"] * 3}, {})
+    (tree,), _ = run(backend, "bfs")
+    judged = sum(len(chats) for chats, s in backend.calls if s.n == VOTES)
+    assert judged == 1 and len(tree.nodes) == 1 + 3 + 6 + 6
+
+
+def test_ties_and_abstentions_are_not_accepted():
+    def script(chat, sampling, k):
+        if any("Rewrite the response" in m["content"] for m in chat):
+            return f"child{sampling.seed + k}[[end]]"
+        return ["Final judgement: Yes", "Final judgement: No", "unsure", "Final judgement: Yes", "??"][sampling.seed + k]
+
+    (tree,), _ = run(FakeBackend(script), "bfs")  # 2 yes of 5: value 0.4
+    assert not tree.solved and all(n.value == 0.4 for n in tree.nodes[1:])
+
+
+def test_replies_without_markers_are_retried_then_dropped_and_root_only_trees_are_unsolved():
+    backend = scripted({"r": ["a", "b", "c"]}, {"b": 5}, no_markers={"b"}, prefill=False)
+    (tree,), _ = run(backend, "bfs", prefill=False)
+    assert tree.solved and tree.nodes[tree.solution].response == "b"  # recovered on retry
+    always_bad = FakeBackend(lambda chat, s, k: "no markers ever")
+    (tree,), _ = run(always_bad, "bfs", prefill=False)
+    assert not tree.solved and len(tree.nodes) == 1 and tree.expanded == 1
+
+
+def test_iterative_greedy_and_best_of_n():
+    children = {"r": ["a", "b", "c", "d"], "a": ["a1"], "a1": ["a11"]}
+    yes = {"a11": 5, "d": 4}
+    (t,), _ = run(scripted(children, yes), "iterative")
+    assert [n.response for n in t.nodes] == ["r", "a", "a1", "a11"] and t.solved
+    (t,), s = run(scripted(children, yes), "best_of_n", budget=4)
+    assert [n.response for n in t.nodes] == ["r", "a", "b", "c", "d"] and t.nodes[t.solution].response == "d"
+    backend = scripted(children, yes)
+    (t,), _ = run(backend, "greedy")
+    assert len(t.nodes) == 2 and not t.solved and backend.calls[0][1].temperature == 0.0
+
+
+@pytest.mark.parametrize("strategy", ["bfs", "dfs", "iterative", "best_of_n", "greedy"])
+def test_batched_and_sequential_give_the_same_trees(strategy):
+    children = {"r": ["a", "b", "c"], "b": ["b1", "b2", "b3"], "a": ["a1", "a2", "a3"]}
+    yes = {"a": 1, "b": 2, "a2": 3, "b1": 2}
+    negs = [negative(f"p{i}") for i in range(4)] + [negative("q", "a")]
+    batched, sb = run(scripted(children, yes), strategy, negs=negs)
+    sequential, ss = run(scripted(children, yes), strategy, negs=negs, sequential=True)
+    assert sorted(batched, key=lambda t: t.id) == sorted(sequential, key=lambda t: t.id)
+    if strategy in ("bfs", "dfs"):
+        assert sb.calls < ss.calls
+
+
+def test_all_trees_of_a_step_share_one_call():
+    backend = scripted({"r": ["a", "b", "c"]}, {"a": 5})
+    run(backend, "bfs", negs=[negative(f"p{i}") for i in range(10)])
+    assert len(backend.calls) == 2  # one refine call (10 x n=3), one judge call (30 x n=5)
+    assert len(backend.calls[0][0]) == 10 and backend.calls[0][1].n == 3
+    assert len(backend.calls[1][0]) == 10 * 3 and backend.calls[1][1].n == VOTES
+
+
+def test_tree_file_round_trips(tmp_path):
+    trees, _ = run(scripted({"r": ["a", "b", "c"]}, {"a": 5}), negs=[negative("p0"), negative("p1")])
+    write_jsonl(tmp_path / "t.jsonl", trees)
+    assert read_jsonl(tmp_path / "t.jsonl", Tree) == trees
+
+
+def test_prefill_starts_the_refiners_turn_and_keeps_the_whole_reply():
+    backend = scripted({"r": ["a", "b", "c"]}, {"a": 5})
+    (tree,), _ = run(backend)
+    refine_chat = backend.calls[0][0][0]
+    assert refine_chat[-1] == {"role": "assistant", "content": "[[start]]\n"}
+    assert tree.nodes[1].response == "a" and tree.nodes[1].reply == "[[start]]\na[[end]]"
