@@ -58,8 +58,9 @@ def test_every_sampled_constraint_has_a_working_checker():
 
     rng = random.Random(0)
     for kind, spec in SPECS.items():
-        kw = spec.sample(rng, "Write a poem.")
-        check(kind, kw, "some response text", prompt="Write a poem.")  # builds without error
+        for _ in range(40):  # every argument value the sampler can draw
+            kw = spec.sample(rng, "Write a poem.")
+            check(kind, kw, "some response text", prompt="Write a poem.")  # builds without error
 
 
 def test_no_ifeval_contamination():

@@ -45,7 +45,7 @@ def _backend(model: str, batch_size: int = 8, device: Optional[str] = None, dtyp
     return load_backend(model, BackendOptions(batch_size=batch_size, device=device, dtype=dtype))
 
 
-def builtin_prompts():
+def builtin_prompts():  # a few examples for `spar generate` without --input
     from importlib.resources import files
 
     from spar.io import read_prompts
@@ -259,26 +259,145 @@ def tree_show(
         Console().print(render(t))
 
 
+train_app = typer.Typer(help="Train a model with TRL: sft (completion-only) or dpo (+ SFT term on chosen).", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _overrides(values: Optional[list[str]]) -> dict:
+    import yaml
+
+    out = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE (e.g. search.budget=6), got {item!r}")
+        out[key] = yaml.safe_load(raw)
+    return out
+
+
+def _train(kind: str, model: str, data: Path, out: Path, lora: bool, config: Optional[Path], settings: Optional[list[str]]):
+    import json
+
+    from spar.io import DataError, iter_json_lines
+    from spar.train import TrainSettings, sft_defaults, train_dpo, train_sft
+
+    base: dict = {}
+    if config:
+        from spar.config import load_config
+
+        cfg = load_config(config)
+        base = (cfg.train_actor if kind == "dpo" else cfg.train_refiner).model_dump()
+    over = {**base, **_overrides(settings), **({"lora": True} if lora else {})}
+    s = TrainSettings.from_dict(over) if kind == "dpo" else sft_defaults(**over)
+    need = ("prompt", "chosen", "rejected") if kind == "dpo" else None
+    rows = []
+    for lineno, row in iter_json_lines(data):
+        ok = all(k in row for k in need) if need else ("messages" in row or ("prompt" in row and "completion" in row))
+        if not ok:
+            raise DataError(f"{data}:{lineno}: a {kind} row needs " + ("prompt, chosen, rejected" if need else "messages, or prompt + completion"))
+        rows.append(row)
+    if model == "embedded":
+        from spar.llm.embedded import embedded_model_path
+
+        model = str(embedded_model_path())
+    path, log = (train_dpo if kind == "dpo" else train_sft)(model, rows, out, s)
+    losses = [round(x["loss"], 4) for x in log if "loss" in x]
+    typer.echo(f"saved {path}; loss per step: {json.dumps(losses)}", err=True)
+
+
+@train_app.command("sft")
+@friendly
+def train_sft_cmd(
+    data: Annotated[Path, typer.Option(help="JSONL of {messages} or {prompt, completion} rows (e.g. rft.jsonl)")],
+    out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model")],
+    model: ModelOpt = "embedded",
+    lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_refiner section gives the defaults")] = None,
+    set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. learning_rate=1e-5")] = None,
+):
+    """Supervised fine-tuning on the completion only (initial actor/refiner, refiner RFT). lr 1e-6 by default."""
+    _train("sft", model, data, out, lora, config, set)
+
+
+@train_app.command("dpo")
+@friendly
+def train_dpo_cmd(
+    data: Annotated[Path, typer.Option(help="JSONL of {prompt, chosen, rejected} rows (e.g. dpo.jsonl)")],
+    out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model")],
+    model: ModelOpt = "embedded",
+    lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_actor section gives the defaults")] = None,
+    set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. beta=0.1")] = None,
+):
+    """DPO with the paper's defaults: beta 0.1, SFT term on chosen with weight 0.1, lr 2e-7, 1 epoch, warmup 0.1."""
+    _train("dpo", model, data, out, lora, config, set)
+
+
+def _iterate(config: Optional[Path], run_dir: Optional[Path], overrides: dict, until: Optional[str]):
+    from spar.config import load_config
+    from spar.pipeline import Run, StageFailed
+
+    cfg = load_config(config, overrides)
+    run = Run(cfg, run_dir or Path("runs") / cfg.name, until=until)
+    try:
+        return run, run.run()
+    except StageFailed as e:
+        typer.echo(f"spar: {e}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+@friendly
+def iterate(
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML, e.g. recipes/smollm2-135m/demo.yaml")] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>); rerun to resume")] = None,
+    iterations: Annotated[Optional[int], typer.Option(help="self-play iterations (overrides the recipe)")] = None,
+    until: Annotated[Optional[str], typer.Option(help="stop after this stage: prompts, sample, judge, negatives, search, data, train_actor, train_refiner, eval")] = None,
+    set: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe value, KEY=VALUE (repeatable), e.g. search.budget=6")] = None,
+):
+    """Run SPaR self-play iterations: sample -> judge -> search -> data -> train actor/refiner -> eval.
+
+    Resumable: rerunning skips finished stages and rows; a changed setting reruns only what it affects."""
+    over = _overrides(set)
+    if iterations is not None:
+        over["iterations"] = iterations
+    _iterate(config, run_dir, over, until)
+
+
 @app.command()
 @friendly
 def demo(
     run_dir: Annotated[Path, typer.Option(help="where the run's files go")] = Path("runs/demo"),
+    ifeval_data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl: adds a fixed IFEval slice to the before/after table")] = None,
 ):
-    """The main job on the embedded model, offline: generate answers to spar's built-in prompts."""
+    """One complete SPaR iteration on the embedded model, offline, on a CPU in minutes (what `make demo` runs)."""
+    from importlib.resources import files
+
     from rich.console import Console
     from rich.table import Table
 
-    from spar.generate import generate_file
-    from spar.llm import Sampling
+    from spar.report import scores
 
-    rows = generate_file(_backend("embedded"), builtin_prompts(), run_dir / "completions.jsonl",
-                         Sampling(max_new_tokens=128))
-    table = Table(title="embedded model (SmolLM2-135M-Instruct), greedy", show_lines=True)
-    table.add_column("prompt", max_width=40)
-    table.add_column("completion")
-    for r in rows:
-        table.add_row(r.prompt[-1].content, r.completions[0])
+    recipe = Path(str(files("spar") / "recipes" / "smollm2-135m" / "demo.yaml"))
+    over = {"eval.ifeval_data": str(ifeval_data)} if ifeval_data else {}
+    run, summary = _iterate(recipe, run_dir, over, None)
+    table = Table(title="before / after one SPaR iteration (prompt-level strict accuracy, %)")
+    for c in ("benchmark", "prompts", "before", "after"):
+        table.add_column(c, justify="right")
+    for bench, per in scores(run_dir).items():
+        if 0 in per and 1 in per:
+            table.add_row(bench, str(per[0]["n_prompts"]), f"{per[0]['prompt_strict']:.2f}", f"{per[1]['prompt_strict']:.2f}")
     Console().print(table)
+    Console().print(f"run directory: {run_dir}  ·  report: {run_dir / 'report.html'}  ·  pairs: {run_dir / 'iter_1' / 'dpo.jsonl'}")
+
+
+@app.command()
+@friendly
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]):
+    """(Re)write RUN_DIR/report.html from the run's files."""
+    from spar.report import write_report
+
+    typer.echo(str(write_report(run_dir)))
 
 
 def main() -> None:  # pragma: no cover

@@ -73,13 +73,50 @@ def _precision(s: TrainSettings) -> dict[str, bool]:
     return {"bf16": False, "fp16": False}
 
 
+def _quiet() -> None:
+    """spar shows one progress bar per training run; the libraries' own bars and notices are noise."""
+    import warnings
+
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+def _progress_callback(label: str):
+    from transformers import TrainerCallback
+
+    from spar.progress import bar
+
+    class RichProgress(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = bar()
+            self.bar.start()
+            self.task = self.bar.add_task(label, total=state.max_steps, loss="")
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                self.bar.update(self.task, description=f"{label} loss {logs['loss']:.4f}")
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.stop()
+
+    return RichProgress()
+
+
 def _common_args(s: TrainSettings, out: Path) -> dict[str, Any]:
     return dict(
         output_dir=str(out / "trainer"), learning_rate=s.learning_rate, num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum,
         warmup_steps=s.warmup_ratio, lr_scheduler_type="linear", logging_steps=s.logging_steps,
         report_to=s.report_to or "none", save_strategy="no", seed=s.seed, max_length=s.max_length,
-        gradient_checkpointing=s.gradient_checkpointing, disable_tqdm=False, **_precision(s),
+        gradient_checkpointing=s.gradient_checkpointing, disable_tqdm=True, **_precision(s),
     )
 
 
@@ -121,6 +158,13 @@ def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
     return final
 
 
+def _fit(trainer) -> None:
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # the loss is on spar's bar and in train_log.json
+    trainer.train()
+
+
 def _log_history(trainer, out: Path, settings: TrainSettings) -> list[dict]:
     hist = trainer.state.log_history
     (out / "train_log.json").write_text(json.dumps({"settings": asdict(settings), "log": hist}, indent=1))
@@ -147,11 +191,13 @@ def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     out = Path(out)
     if not rows:
         raise ValueError("no SFT rows to train on")
+    _quiet()
     data = Dataset.from_list([to_prompt_completion(r) for r in rows])
     m, tok = _load(model, s)
     args = SFTConfig(**_common_args(s, out), completion_only_loss=True)
-    trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s))
-    trainer.train()
+    trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
+                         callbacks=[_progress_callback("sft")])
+    _fit(trainer)
     return _save(trainer, tok, out, s), _log_history(trainer, out, s)
 
 
@@ -164,10 +210,12 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     out = Path(out)
     if not rows:
         raise ValueError("no preference pairs to train on")
+    _quiet()
     data = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
     m, tok = _load(model, s)
     loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.sft_weight]} if s.sft_weight > 0 else {"loss_type": ["sigmoid"]}
     args = DPOConfig(**_common_args(s, out), beta=s.beta, precompute_ref_log_probs=s.precompute_ref, **loss)
-    trainer = DPOTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s))
-    trainer.train()
+    trainer = DPOTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
+                         callbacks=[_progress_callback("dpo")])
+    _fit(trainer)
     return _save(trainer, tok, out, s), _log_history(trainer, out, s)

@@ -21,7 +21,7 @@ from spar.types import Constraint, Message, Prompt
 KEYWORDS = ["balance", "journey", "simple", "window", "history", "future", "energy", "garden", "honest", "bright",
             "river", "market", "patience", "signal", "harvest", "courage", "silver", "network", "kindness", "puzzle"]
 FORBIDDEN = ["very", "really", "basically", "amazing", "thing", "stuff", "literally", "awesome", "nice", "good"]
-LANGUAGES = {"de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "nl": "Dutch"}
+LANGUAGES = {"de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "fi": "Finnish"}
 ENDINGS = ["Let me know if this helps.", "That is all for now.", "Thanks for reading.", "Any other questions?"]
 FIRST_WORDS = ["however", "finally", "today", "meanwhile", "overall", "first"]
 RARE_LETTERS = ["q", "z", "x", "j"]

@@ -1,0 +1,122 @@
+"""report.html: scores per iteration (table and plot), tree statistics, and example pairs with the
+difference between rejected and chosen highlighted. Reads only the run directory's files."""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import io
+import json
+from pathlib import Path
+
+
+def _iters(run: Path) -> list[tuple[int, Path]]:
+    out = []
+    for d in run.glob("iter_*"):
+        try:
+            out.append((int(d.name.split("_")[1]), d))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def scores(run: Path) -> dict[str, dict[int, dict]]:
+    """benchmark -> iteration -> scores (iteration 0 is the base model)."""
+    out: dict[str, dict[int, dict]] = {}
+    for t, d in _iters(run):
+        for f in sorted((d / "eval").glob("*.json")):
+            out.setdefault(f.stem, {})[t] = json.loads(f.read_text())
+    return out
+
+
+def diff_html(rejected: str, chosen: str) -> tuple[str, str]:
+    a, b = rejected.split(" "), chosen.split(" ")
+    left, right = [], []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        ta, tb = html.escape(" ".join(a[i1:i2])), html.escape(" ".join(b[j1:j2]))
+        if op == "equal":
+            left.append(ta)
+            right.append(tb)
+        else:
+            if ta:
+                left.append(f"<del>{ta}</del>")
+            if tb:
+                right.append(f"<ins>{tb}</ins>")
+    return " ".join(left), " ".join(right)
+
+
+def _plot(sc: dict[str, dict[int, dict]]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for bench, per in sc.items():
+        xs = sorted(per)
+        ax.plot(xs, [per[x]["prompt_strict"] for x in xs], marker="o", label=f"{bench} prompt strict")
+        ax.plot(xs, [per[x]["inst_strict"] for x in xs], marker="s", linestyle="--", label=f"{bench} inst strict")
+    ax.set_xlabel("iteration (0 = base model)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_xticks(sorted({x for per in sc.values() for x in per}))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def write_report(run: str | Path) -> Path:
+    from spar.io import write_text
+
+    run = Path(run)
+    sc = scores(run)
+    parts = ["<!doctype html><meta charset='utf-8'><title>spar report</title>",
+             "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}td,th{border:1px solid #ccc;padding:4px 8px}"
+             "table{border-collapse:collapse;margin:1em 0}del{background:#fdd}ins{background:#dfd;text-decoration:none}"
+             ".pair{display:grid;grid-template-columns:1fr 1fr;gap:1em;border-top:1px solid #ccc;padding:0.5em 0}</style>",
+             f"<h1>spar run: {html.escape(run.name)}</h1>"]
+    parts.append("<h2>Scores per iteration</h2>")
+    if sc:
+        parts.append("<table><tr><th>benchmark</th><th>iteration</th><th>prompt strict</th><th>inst strict</th>"
+                     "<th>prompt loose</th><th>inst loose</th><th>prompts</th></tr>")
+        for bench, per in sc.items():
+            for t, s in sorted(per.items()):
+                parts.append(f"<tr><td>{bench}</td><td>{t}</td><td>{s['prompt_strict']:.2f}</td><td>{s['inst_strict']:.2f}</td>"
+                             f"<td>{s['prompt_loose']:.2f}</td><td>{s['inst_loose']:.2f}</td><td>{s['n_prompts']}</td></tr>")
+        parts.append("</table>")
+        parts.append(f"<img alt='accuracy per iteration' src='data:image/png;base64,{_plot(sc)}'>")
+    else:
+        parts.append("<p>No evaluation yet.</p>")
+    parts.append("<h2>Tree search</h2><table><tr><th>iteration</th><th>trees</th><th>solved</th><th>success</th>"
+                 "<th>expanded / solved tree</th><th>solution depth</th><th>similarity refined pairs</th>"
+                 "<th>similarity independent samples</th></tr>")
+    fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
+    for t, d in _iters(run):
+        if (d / "stats.json").exists():
+            st = json.loads((d / "stats.json").read_text())
+            parts.append(f"<tr><td>{t}</td><td>{st['trees']}</td><td>{st['solved']}</td><td>{fmt(st['success_rate'])}</td>"
+                         f"<td>{fmt(st['mean_expanded_solved'])}</td><td>{fmt(st['mean_solution_depth'])}</td>"
+                         f"<td>{fmt(st['refined_pair_similarity'])}</td><td>{fmt(st['independent_pair_similarity'])}</td></tr>")
+    parts.append("</table><p>Similarity: rapidfuzz ratio / 100 (normalised Indel similarity).</p>")
+    parts.append("<h2>Example pairs</h2>")
+    shown = 0
+    for t, d in _iters(run):
+        if not (d / "dpo.jsonl").exists():
+            continue
+        for line in (d / "dpo.jsonl").read_text().splitlines():
+            if shown == 3:
+                break
+            row = json.loads(line)
+            left, right = diff_html(row["rejected"][0]["content"], row["chosen"][0]["content"])
+            parts.append(f"<p><b>iteration {t}</b>: {html.escape(row['prompt'][-1]['content'])}</p>"
+                         f"<div class='pair'><div><b>rejected</b><br>{left}</div><div><b>chosen</b><br>{right}</div></div>")
+            shown += 1
+    if not shown:
+        parts.append("<p>No pairs yet.</p>")
+    out = run / "report.html"
+    write_text(out, "\n".join(parts))
+    return out
