@@ -82,6 +82,7 @@ def _quiet() -> None:
 
     datasets.disable_progress_bars()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
 

@@ -1,0 +1,101 @@
+"""Tree search on the embedded model.
+
+1. The same negatives searched batched (all trees advance together) vs --sequential (one request
+   per node and one per vote, as the reference implementation does): pairs and nodes per minute.
+2. Success rate of bfs, dfs, iterative, best_of_n and greedy at one node budget on the same
+   negatives, judged by the checkers (so "solved" means the constraints really are met).
+
+Prints tables and, last, one JSON line.   python bench/search.py [--negatives 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from spar.constraints.procedural import build_prompts
+from spar.llm import BackendOptions, Sampling, load_backend
+from spar.roles.judge import JudgeConfig, judge
+from spar.search.driver import RefineSampling, Searcher
+from spar.search.strategies import SearchConfig
+from spar.selfplay.negatives import NegativeConfig, pick_negatives
+from spar.types import JudgedSample
+
+
+def negatives(backend, count: int, seed: int = 0):
+    prompts = build_prompts(count * 2, "heldout", seed=seed, max_k=2)
+    outs = backend.generate([p.messages for p in prompts], Sampling(n=2, temperature=0.9, top_p=0.9, max_new_tokens=64, seed=seed))
+    flat = [(p, k, t) for p, o in zip(prompts, outs) for k, t in enumerate(o)]
+    js = judge(None, [p for p, _, _ in flat], [t for _, _, t in flat], JudgeConfig(mode="verifier"))
+    judged = [JudgedSample(id=p.id, index=k, response=t, judgment=j) for (p, k, t), j in zip(flat, js)]
+    return pick_negatives(prompts, judged, NegativeConfig())[:count]
+
+
+def timed_search(backend, negs, jcfg, scfg, rs, sequential):
+    s = Searcher(backend, jcfg, scfg, rs, sequential=sequential)
+    t0 = time.perf_counter()
+    trees = s.run(negs)
+    dt = time.perf_counter() - t0
+    return trees, dt, s.calls
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--negatives", type=int, default=8)
+    ap.add_argument("--budget", type=int, default=15)
+    args = ap.parse_args()
+    backend = load_backend("embedded", BackendOptions(batch_size=32))
+    negs = negatives(backend, args.negatives)
+    console = Console()
+    fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs)}
+
+    # 1. batched vs sequential, hybrid judge with 3 votes (labels from the checkers, votes still generated)
+    jcfg = JudgeConfig(votes=3, mode="hybrid", max_new_tokens=32)
+    scfg = SearchConfig(strategy="bfs", branch=3, select=1, depth=2, budget=6)
+    rs = RefineSampling(max_new_tokens=48, seed=0)
+    rows = []
+    for name, seq in (("batched", False), ("sequential", True)):
+        trees, dt, calls = timed_search(backend, negs, jcfg, scfg, rs, seq)
+        nodes = sum(len(t.nodes) - 1 for t in trees)
+        pairs = sum(t.solved for t in trees)
+        rows.append((name, dt, calls, nodes, pairs))
+        fig[name] = {"seconds": round(dt, 1), "generate_calls": calls, "nodes": nodes, "pairs": pairs,
+                     "pairs_per_min": round(60 * pairs / dt, 2), "nodes_per_min": round(60 * nodes / dt, 1)}
+    t = Table(title=f"bfs on {len(negs)} negatives (branch 3, select 1, depth 2, hybrid judge, 3 votes)")
+    for c in ("mode", "seconds", "generate calls", "judged nodes", "pairs", "pairs/min", "nodes/min"):
+        t.add_column(c, justify="right")
+    for name, dt, calls, nodes, pairs in rows:
+        t.add_row(name, f"{dt:.1f}", str(calls), str(nodes), str(pairs), f"{60 * pairs / dt:.2f}", f"{60 * nodes / dt:.1f}")
+    console.print(t)
+    b, s = fig["batched"], fig["sequential"]
+    fig["speedup_nodes_per_min"] = round(b["nodes_per_min"] / s["nodes_per_min"], 2) if s["nodes_per_min"] else None
+    fig["speedup_pairs_per_min"] = round(b["pairs_per_min"] / s["pairs_per_min"], 2) if s["pairs_per_min"] else None
+    console.print(f"batched / sequential: {fig['speedup_nodes_per_min']}x nodes per minute, "
+                  f"{fig['speedup_pairs_per_min']}x pairs per minute")
+
+    # 2. strategies at the same budget, checker judge
+    vcfg = JudgeConfig(mode="verifier")
+    t2 = Table(title=f"strategies at a {args.budget}-node budget on the same {len(negs)} negatives (checker judge)")
+    for c in ("strategy", "solved", "success", "mean judged nodes", "seconds"):
+        t2.add_column(c, justify="right")
+    fig["strategies"] = {}
+    for strat in ("bfs", "dfs", "iterative", "best_of_n", "greedy"):
+        trees, dt, _ = timed_search(backend, negs, vcfg, SearchConfig(strategy=strat, budget=args.budget),
+                                    RefineSampling(max_new_tokens=96, seed=0), False)
+        solved = sum(t.solved for t in trees)
+        mean_nodes = sum(len(t.nodes) - 1 for t in trees) / len(trees)
+        t2.add_row(strat, f"{solved}/{len(trees)}", f"{100 * solved / len(trees):.0f}%", f"{mean_nodes:.1f}", f"{dt:.1f}")
+        fig["strategies"][strat] = {"solved": solved, "success_rate": round(solved / len(trees), 3),
+                                    "mean_nodes": round(mean_nodes, 2), "seconds": round(dt, 1)}
+    console.print(t2)
+    print(json.dumps(fig))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Runs the pipeline with a deterministic scripted backend (tests only). Used in-process and as a
+subprocess that the kill test SIGKILLs:  python tests/pipeline_harness.py RUN_DIR [DELAY_S]"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fake import FakeBackend  # noqa: E402
+from spar.config import load_config  # noqa: E402
+from spar.pipeline import Run  # noqa: E402
+
+
+def _h(*parts) -> int:
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+def script(chat, sampling, k):
+    """Same chat + sample index -> same text, whatever the batching or the order of calls."""
+    i = sampling.seed + k
+    text = "\n".join(m["content"] for m in chat)
+    if any("Rewrite the response" in m["content"] for m in chat):
+        return f"refined {_h(text, i) % 97} no commas here[[end]]"
+    if "Final judgement" in text:
+        return "Final judgement: " + ("Yes" if _h(text, i) % 3 else "No")
+    return f"answer {_h(text, i) % 1000}" + (", with a comma" if _h(text, i, "c") % 2 else "")
+
+
+def factory(delay: float):
+    class Slow(FakeBackend):
+        def generate(self, requests, sampling, on_batch=None):
+            time.sleep(delay * len(requests))
+            return super().generate(requests, sampling, on_batch)
+
+    return lambda model, bs: Slow(script)
+
+
+def config(**over):
+    base = {
+        "prompts.count": 12, "prompts.heldout": 0, "prompts.max_constraints": 2, "sample.k": 3, "batch_size": 4,
+        "judge.votes": 3, "judge.mode": "hybrid", "search.budget": 6, "search.depth": 2,
+        "eval.heldout": False,
+    }
+    return load_config(None, {**base, **over})
+
+
+def run(run_dir, delay: float = 0.0, until: str = "data", **over) -> Run:
+    r = Run(config(**over), run_dir, factory=factory(delay), until=until, show=False)
+    r.run()
+    return r
+
+
+if __name__ == "__main__":
+    run(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)

@@ -1,0 +1,75 @@
+"""Each trainer on the real embedded model for a couple of steps: the weights (or the adapter)
+change, and the checkpoint loads."""
+
+import json
+
+import pytest
+import torch
+
+from spar.train import TrainSettings, train_dpo, train_sft
+
+pytestmark = pytest.mark.model
+
+PROMPT = [{"role": "user", "content": "Describe tea in one sentence without commas."}]
+PAIRS = [{"prompt": PROMPT, "chosen": [{"role": "assistant", "content": "Tea is a warm drink made from leaves."}],
+          "rejected": [{"role": "assistant", "content": "Tea is warm, green, and made from leaves."}]}] * 2
+
+
+@pytest.fixture(scope="module")
+def base():
+    from spar.llm.embedded import embedded_model_path
+
+    return str(embedded_model_path())
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    files = sorted(p for p in __import__("pathlib").Path(path).glob("*.safetensors"))
+    out = {}
+    for f in files:
+        out.update(load_file(f))
+    return out
+
+
+def _changed(a: dict, b: dict) -> bool:
+    common = set(a) & set(b)
+    assert common
+    return any(not torch.equal(a[k], b[k]) for k in common)
+
+
+def test_dpo_full_changes_the_weights_and_the_checkpoint_loads(base, tmp_path):
+    s = TrainSettings(max_steps=2, learning_rate=1e-5, warmup_ratio=0.0, batch_size=2, max_length=128)
+    path, log = train_dpo(base, PAIRS, tmp_path, s)
+    assert _changed(_weights(base), _weights(path))
+    losses = [x["loss"] for x in log if "loss" in x]
+    assert len(losses) == 2 and all(x == x for x in losses)
+    saved = json.loads((tmp_path / "train_log.json").read_text())
+    assert saved["settings"]["sft_weight"] == 0.1 and saved["settings"]["beta"] == 0.1
+    from spar.llm import Sampling
+    from spar.llm.hf import HFBackend
+
+    out = HFBackend(str(path)).generate([PROMPT], Sampling(max_new_tokens=8))
+    assert isinstance(out[0][0], str)
+
+
+def test_sft_lora_changes_the_adapter_and_loads(base, tmp_path):
+    rows = [{"messages": PROMPT + PAIRS[0]["chosen"]}] * 2
+    s = TrainSettings(max_steps=2, learning_rate=1e-3, warmup_ratio=0.0, lora=True, lora_r=4, max_length=128)
+    path, _ = train_sft(base, rows, tmp_path, s)
+    adapter = _weights(path)
+    lora_b = [v for k, v in adapter.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero; training moved it
+    from peft import AutoPeftModelForCausalLM
+
+    assert AutoPeftModelForCausalLM.from_pretrained(path) is not None
+
+
+def test_sft_full_on_search_built_rft_rows(base, tmp_path):
+    from spar.roles.templates import refine_chat
+
+    chat = [m.model_dump() for m in refine_chat("Describe tea without commas.", "Tea is warm, green.", "Commas.\nFinal judgement: No")]
+    rows = [{"messages": chat + [{"role": "assistant", "content": "[[start]]\nTea is warm and green.[[end]]"}],
+             "origin": {"kind": "refinement"}}] * 2
+    path, _ = train_sft(base, rows, tmp_path, TrainSettings(max_steps=2, learning_rate=1e-5, warmup_ratio=0.0, max_length=256))
+    assert _changed(_weights(base), _weights(path))
