@@ -29,8 +29,11 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The team's machines and CI have IFEval's data beside the checkout: the demo then adds an IFEval slice.
+IFEVAL_DATA := $(wildcard ../shared/data/ifeval/input_data.jsonl)
+
 demo: $(VENV)/.installed
-	$(BIN)/spar demo
+	$(BIN)/spar demo $(if $(IFEVAL_DATA),--ifeval-data $(IFEVAL_DATA))
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q

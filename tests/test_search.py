@@ -150,3 +150,19 @@ def test_prefill_starts_the_refiners_turn_and_keeps_the_whole_reply():
     refine_chat = backend.calls[0][0][0]
     assert refine_chat[-1] == {"role": "assistant", "content": "[[start]]\n"}
     assert tree.nodes[1].response == "a" and tree.nodes[1].reply == "[[start]]\na[[end]]"
+
+
+def test_tree_show_draws_values_votes_and_diffs(tmp_path):
+    from typer.testing import CliRunner
+
+    from spar.cli import app
+
+    trees, _ = run(scripted({"r": ["r plus new words", "b", "c"]}, {"r plus new words": 5}), negs=[negative("p0")])
+    path = tmp_path / "t.jsonl"
+    write_jsonl(path, trees)
+    res = CliRunner().invoke(app, ["tree", "show", str(path), "--id", "p0"])
+    assert res.exit_code == 0, res.output
+    assert "solved" in res.output and "value=1.00" in res.output and "YYYYY" in res.output
+    assert "plus new words" in res.output
+    res = CliRunner().invoke(app, ["tree", "show", str(path), "--id", "nope"])
+    assert res.exit_code == 2 and "no tree with id 'nope'" in res.output

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from spar.io import Appender, resume
 from spar.llm import Backend, Sampling
-from spar.progress import bar
+from spar.progress import token_bar
 from spar.types import Completion, Prompt
 
 
@@ -20,16 +20,7 @@ def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Pat
     """
     done_rows, done = resume(output, Completion)
     todo = [p for p in prompts if p.id not in done]
-    with Appender(output) as out, bar(with_tokens=True) as progress:
-        task = progress.add_task("generate", total=len(prompts), completed=len(prompts) - len(todo), tokens=0,
-                                 visible=show)
-        tokens = 0
-
-        def tick(nreq: int, ntok: int) -> None:
-            nonlocal tokens
-            tokens += ntok
-            progress.update(task, tokens=tokens)
-
+    with Appender(output) as out, token_bar("generate", len(prompts), len(prompts) - len(todo), show) as (tick, advance):
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             texts = backend.generate([p.messages for p in part], sampling, on_batch=tick)
@@ -37,6 +28,6 @@ def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Pat
                 row = Completion(id=p.id, prompt=p.messages, completions=t, constraints=p.constraints)
                 out.write(row)
                 done_rows.append(row)
-            progress.update(task, advance=len(part))
+            advance(len(part))
     by_id = {r.id: r for r in done_rows}
     return [by_id[p.id] for p in prompts if p.id in by_id]

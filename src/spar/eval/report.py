@@ -51,23 +51,14 @@ def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int,
 
 def llmbar_run(model, data, votes, limit, output: Path, max_new_tokens: int, batch_size: int, backend_factory) -> dict:
     from spar.eval.llmbar import evaluate_llmbar, load_llmbar
-    from spar.progress import bar
+    from spar.progress import token_bar
     from spar.roles.judge import JudgeConfig
 
     items = load_llmbar(data, limit)
     backend = backend_factory(model, batch_size)
     cfg = JudgeConfig(votes=votes, mode="llm", max_new_tokens=max_new_tokens)
     t0 = time.perf_counter()
-    scores: dict = {}
-    with bar(with_tokens=True) as progress:
-        task = progress.add_task("llmbar", total=len(items), tokens=0)
-        tokens = 0
-
-        def tick(n: int, ntok: int) -> None:
-            nonlocal tokens
-            tokens += ntok
-            progress.update(task, advance=n, tokens=tokens)
-
+    with token_bar("llmbar", len(items), advance_on_tick=True) as (tick, _):
         scores = evaluate_llmbar(backend, items, cfg, on_batch=tick)
     result = {"benchmark": "llmbar", "model": model, "votes": votes, "seconds": round(time.perf_counter() - t0, 1),
               "subsets": scores}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from spar.io import Appender, read_jsonl, resume
 from spar.llm import Backend
-from spar.progress import bar
+from spar.progress import token_bar
 from spar.roles.judge import JudgeConfig, judge
 from spar.types import Completion, JudgedSample, Prompt
 
@@ -18,15 +18,7 @@ def judge_file(backend: Backend | None, input: str | Path, output: str | Path, c
     done_rows, _ = resume(output, JudgedSample)
     done = {r.key for r in done_rows}
     todo = [it for it in items if f"{it[0].id}#{it[1]}" not in done]
-    with Appender(output) as out, bar(with_tokens=True) as progress:
-        task = progress.add_task("judge", total=len(items), completed=len(items) - len(todo), tokens=0, visible=show)
-        tokens = 0
-
-        def tick(_n: int, ntok: int) -> None:
-            nonlocal tokens
-            tokens += ntok
-            progress.update(task, tokens=tokens)
-
+    with Appender(output) as out, token_bar("judge", len(items), len(items) - len(todo), show) as (tick, advance):
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             prompts = [Prompt(id=s.id, messages=s.prompt, constraints=s.constraints) for s, _, _ in part]
@@ -35,6 +27,6 @@ def judge_file(backend: Backend | None, input: str | Path, output: str | Path, c
                 row = JudgedSample(id=s.id, index=k, response=text, judgment=j)
                 out.write(row)
                 done_rows.append(row)
-            progress.update(task, advance=len(part))
+            advance(len(part))
     order = {f"{s.id}#{k}": i for i, (s, k, _) in enumerate(items)}
     return sorted((r for r in done_rows if r.key in order), key=lambda r: order[r.key])
