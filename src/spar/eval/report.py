@@ -21,7 +21,10 @@ def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int,
     t0 = time.perf_counter()
     if responses is not None:
         answers = read_responses(responses, prompts)
-        prompts = [p for p in prompts if p.id in answers] if limit is None and len(answers) < len(prompts) else prompts
+        if len(answers) < len(prompts):
+            Console(stderr=True).print(f"[yellow]scoring {len(answers)} of {len(prompts)} prompts: "
+                                       "the others have no response in the file[/yellow]")
+            prompts = [p for p in prompts if p.id in answers]
         source = str(responses)
     else:
         if not model:

@@ -125,7 +125,7 @@ class HFBackend:
                 if t in self._eos:
                     n = k
                     break
-            ntok += n if n < len(toks) else len(toks)
+            ntok += n
             text = self.tokenizer.decode(toks[:n], skip_special_tokens=True)
             texts.append(cut_at_stop(text, sampling.stop))
         grouped = [texts[r * sampling.n:(r + 1) * sampling.n] for r in range(len(batch))]
