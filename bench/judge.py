@@ -15,6 +15,7 @@ from rich.table import Table
 
 from spar.llm import BackendOptions, load_backend
 from spar.roles.judge import JudgeConfig, judge
+from spar.roles.templates import judge_chat
 from spar.types import Constraint, Message, Prompt
 
 PROMPT = Prompt(id="b", messages=[Message(role="user", content="Describe a rainy afternoon in under 60 words. Do not use commas.")],
@@ -31,20 +32,24 @@ def timed(fn) -> float:
 def main() -> None:
     backend = load_backend("embedded", BackendOptions(batch_size=8))
     tokens = 160
-    one = JudgeConfig(votes=1, mode="llm", max_new_tokens=tokens)
-    five = JudgeConfig(votes=5, mode="llm", max_new_tokens=tokens, temperature=0.7)
-    judge(backend, [PROMPT], [RESPONSE], one)  # warm-up
-    t_one = timed(lambda: judge(backend, [PROMPT], [RESPONSE], JudgeConfig(votes=1, mode="llm", max_new_tokens=tokens)))
-    t_five = timed(lambda: judge(backend, [PROMPT], [RESPONSE], five))
-    t_sep = timed(lambda: [judge(backend, [PROMPT], [RESPONSE], JudgeConfig(votes=1, mode="llm", max_new_tokens=tokens, seed=k))
-                           for k in range(5)])
-    table = Table(title=f"judge, embedded model, {tokens} max new tokens per vote")
-    for c in ("one vote", "5 votes, one request", "5 single requests", "5 votes / one vote"):
+    cfg = lambda votes, seed=0: JudgeConfig(votes=votes, mode="llm", max_new_tokens=tokens, temperature=0.7, seed=seed)  # noqa: E731
+    judge(backend, [PROMPT], [RESPONSE], cfg(1))  # warm-up
+    # votes=1 decodes greedily; a single *sampled* vote (n=5 request cut to n=1) is the fair unit
+    singles = []
+    for k in range(5):
+        s = cfg(5, seed=k).sampling().but(n=1)
+        t0 = time.perf_counter()
+        backend.generate([judge_chat(PROMPT.text, RESPONSE)], s)
+        singles.append(time.perf_counter() - t0)
+    t_one = sum(singles) / len(singles)
+    t_five = timed(lambda: judge(backend, [PROMPT], [RESPONSE], cfg(5)))
+    table = Table(title=f"judge, embedded model, sampled votes (T=0.7), {tokens} max new tokens per vote")
+    for c in ("one vote (mean of 5)", "5 votes, one request", "5 single requests", "5 votes / one vote"):
         table.add_column(c, justify="right")
-    table.add_row(f"{t_one:.2f} s", f"{t_five:.2f} s", f"{t_sep:.2f} s", f"{t_five / t_one:.2f}x")
+    table.add_row(f"{t_one:.2f} s", f"{t_five:.2f} s", f"{sum(singles):.2f} s", f"{t_five / t_one:.2f}x")
     Console().print(table)
-    print(json.dumps({"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "one_vote_s": round(t_one, 2),
-                      "five_votes_one_request_s": round(t_five, 2), "five_single_requests_s": round(t_sep, 2),
+    print(json.dumps({"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "one_vote_mean_s": round(t_one, 2),
+                      "five_votes_one_request_s": round(t_five, 2), "five_single_requests_s": round(sum(singles), 2),
                       "ratio": round(t_five / t_one, 2)}))
 
 

@@ -47,7 +47,7 @@ def timed_search(backend, negs, jcfg, scfg, rs, sequential):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--negatives", type=int, default=8)
+    ap.add_argument("--negatives", type=int, default=6)
     ap.add_argument("--budget", type=int, default=15)
     args = ap.parse_args()
     backend = load_backend("embedded", BackendOptions(batch_size=32))
@@ -87,7 +87,7 @@ def main() -> None:
     fig["strategies"] = {}
     for strat in ("bfs", "dfs", "iterative", "best_of_n", "greedy"):
         trees, dt, _ = timed_search(backend, negs, vcfg, SearchConfig(strategy=strat, budget=args.budget),
-                                    RefineSampling(max_new_tokens=96, seed=0), False)
+                                    RefineSampling(max_new_tokens=64, seed=0), False)
         solved = sum(t.solved for t in trees)
         mean_nodes = sum(len(t.nodes) - 1 for t in trees) / len(trees)
         t2.add_row(strat, f"{solved}/{len(trees)}", f"{100 * solved / len(trees):.0f}%", f"{mean_nodes:.1f}", f"{dt:.1f}")

@@ -49,3 +49,10 @@ def test_stop_strings_cut_the_text(embedded):
     stop = full[2:4]
     cut = embedded.generate(CHATS[5:6], Sampling(max_new_tokens=32, stop=(stop,)))[0][0]
     assert stop not in cut and full.startswith(cut)
+
+
+def test_shared_prefill_gives_the_same_greedy_text_as_one_request(embedded):
+    s = Sampling(max_new_tokens=20)
+    single = embedded.generate(CHATS[:3], s)
+    many = embedded.generate(CHATS[:3], s.but(n=3))  # n > 1 takes the one-prefill path
+    assert many == [[x[0]] * 3 for x in single]

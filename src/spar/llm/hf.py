@@ -94,6 +94,17 @@ class HFBackend:
                 on_batch(len(idx), ntok)
         return results
 
+    def _prefill(self, ids: torch.Tensor, mask: torch.Tensor, n: int):
+        """KV cache of every prompt token but the last (generate feeds that one), repeated n times."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions as generate computes them under left padding
+        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=pos[:, :-1],
+                   past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(n)
+        return cache
+
     def _generate_batch(self, batch: list[list[int]], sampling: Sampling, seed: int) -> tuple[list[list[str]], int]:
         pad = self.tokenizer.pad_token_id
         width = max(len(x) for x in batch)
@@ -114,8 +125,14 @@ class HFBackend:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        if sampling.n > 1:
+            # One prefill for all n samples: run the prompt once, copy its KV cache n times, and
+            # let generate continue from it (generate alone would prefill each copy again).
+            kwargs.update(num_return_sequences=1, past_key_values=self._prefill(ids, mask, sampling.n))
+            ids, mask = ids.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0)
         torch.manual_seed(seed)
-        out = self.model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
+        out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         new = out[:, width:].cpu()
         texts, ntok = [], 0
         for row in new:
