@@ -1,7 +1,7 @@
 """DPO step time on the embedded model: full vs LoRA, with and without precomputed reference
 log-probs (each configuration in its own process, so peak memory is its own).
 
-Prints a table and, last, one JSON line.   python bench/train.py [--steps 4]
+Prints a table and, last, one JSON line.   python bench/train.py [--steps 3]
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def one(name: str, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
