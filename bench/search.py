@@ -1,11 +1,8 @@
-"""Tree search on the embedded model.
+"""Tree search on the embedded model: the same negatives searched batched (all trees advance
+together) vs --sequential (one request per node and one per vote, as the reference implementation
+does): pairs and judged nodes per minute. bench/strategies.py compares the strategies.
 
-1. The same negatives searched batched (all trees advance together) vs --sequential (one request
-   per node and one per vote, as the reference implementation does): pairs and nodes per minute.
-2. Success rate of bfs, dfs, iterative, best_of_n and greedy at one node budget on the same
-   negatives, judged by the checkers (so "solved" means the constraints really are met).
-
-Prints tables and, last, one JSON line.   python bench/search.py [--negatives 8]
+Prints a table and, last, one JSON line.   python bench/search.py [--negatives 6]
 """
 
 from __future__ import annotations
@@ -48,7 +45,6 @@ def timed_search(backend, negs, jcfg, scfg, rs, sequential):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--negatives", type=int, default=6)
-    ap.add_argument("--budget", type=int, default=15)
     args = ap.parse_args()
     backend = load_backend("embedded", BackendOptions(batch_size=32))
     negs = negatives(backend, args.negatives)
@@ -79,21 +75,6 @@ def main() -> None:
     console.print(f"batched / sequential: {fig['speedup_nodes_per_min']}x nodes per minute, "
                   f"{fig['speedup_pairs_per_min']}x pairs per minute")
 
-    # 2. strategies at the same budget, checker judge
-    vcfg = JudgeConfig(mode="verifier")
-    t2 = Table(title=f"strategies at a {args.budget}-node budget on the same {len(negs)} negatives (checker judge)")
-    for c in ("strategy", "solved", "success", "mean judged nodes", "seconds"):
-        t2.add_column(c, justify="right")
-    fig["strategies"] = {}
-    for strat in ("bfs", "dfs", "iterative", "best_of_n", "greedy"):
-        trees, dt, _ = timed_search(backend, negs, vcfg, SearchConfig(strategy=strat, budget=args.budget),
-                                    RefineSampling(max_new_tokens=64, seed=0), False)
-        solved = sum(t.solved for t in trees)
-        mean_nodes = sum(len(t.nodes) - 1 for t in trees) / len(trees)
-        t2.add_row(strat, f"{solved}/{len(trees)}", f"{100 * solved / len(trees):.0f}%", f"{mean_nodes:.1f}", f"{dt:.1f}")
-        fig["strategies"][strat] = {"solved": solved, "success_rate": round(solved / len(trees), 3),
-                                    "mean_nodes": round(mean_nodes, 2), "seconds": round(dt, 1)}
-    console.print(t2)
     print(json.dumps(fig))
 
 

@@ -9,7 +9,7 @@ from spar.types import Completion, Judgment, Message, Node, PreferencePair, Prom
 def test_records_round_trip(tmp_path):
     p = Prompt(id="a", messages=[Message(role="user", content="hi")], constraints=[{"kind": "punctuation:no_comma"}])
     j = Judgment(follows=True, votes=[True, None, True], rationale="fine", by="hybrid")
-    t = Tree(prompt_id="a", nodes=[Node(id=0, parent=None, depth=0, response="x", judgment=j),
+    t = Tree(id="a#0", prompt_id="a", nodes=[Node(id=0, parent=None, depth=0, response="x", judgment=j),
                                    Node(id=1, parent=0, depth=1, response="y", judgment=j)],
              solved=True, expanded=1, strategy="bfs", solution=1)
     pair = PreferencePair(prompt=p.messages, chosen=[Message(role="assistant", content="y")],

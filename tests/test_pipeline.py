@@ -80,9 +80,10 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path, seed):
     harness = str(Path(H.__file__))
     kills = 0
     for _ in range(6):
-        proc = subprocess.Popen([sys.executable, harness, str(killed), "0.02"], stdout=subprocess.DEVNULL,
+        # 0.1 s per request makes the whole run ~20 s of work, so each kill lands mid-stage
+        proc = subprocess.Popen([sys.executable, harness, str(killed), "0.1"], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(1.0, 4.0))
+        time.sleep(rng.uniform(1.5, 4.0))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1

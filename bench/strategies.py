@@ -1,0 +1,52 @@
+"""Success rate of bfs, dfs, iterative, best_of_n and greedy at the same node budget on the same
+negatives of the embedded model, judged by the checkers (so "solved" means the constraints are met).
+
+Prints a table and, last, one JSON line.   python bench/strategies.py [--negatives 4] [--budget 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from search import negatives, timed_search
+from spar.llm import BackendOptions, load_backend
+from spar.roles.judge import JudgeConfig
+from spar.search.driver import RefineSampling
+from spar.search.strategies import SearchConfig
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--negatives", type=int, default=4)
+    ap.add_argument("--budget", type=int, default=15)
+    args = ap.parse_args()
+    backend = load_backend("embedded", BackendOptions(batch_size=32))
+    negs = negatives(backend, args.negatives)
+    console = Console()
+    fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs)}
+    # 2. strategies at the same budget, checker judge
+    vcfg = JudgeConfig(mode="verifier")
+    t2 = Table(title=f"strategies at a {args.budget}-node budget on the same {len(negs)} negatives (checker judge)")
+    for c in ("strategy", "solved", "success", "mean judged nodes", "seconds"):
+        t2.add_column(c, justify="right")
+    fig["strategies"] = {}
+    for strat in ("bfs", "dfs", "iterative", "best_of_n", "greedy"):
+        trees, dt, _ = timed_search(backend, negs, vcfg, SearchConfig(strategy=strat, budget=args.budget),
+                                    RefineSampling(max_new_tokens=48, seed=0), False)
+        solved = sum(t.solved for t in trees)
+        mean_nodes = sum(len(t.nodes) - 1 for t in trees) / len(trees)
+        t2.add_row(strat, f"{solved}/{len(trees)}", f"{100 * solved / len(trees):.0f}%", f"{mean_nodes:.1f}", f"{dt:.1f}")
+        fig["strategies"][strat] = {"solved": solved, "success_rate": round(solved / len(trees), 3),
+                                    "mean_nodes": round(mean_nodes, 2), "seconds": round(dt, 1)}
+    console.print(t2)
+    print(json.dumps(fig))
+
+
+if __name__ == "__main__":
+    main()
