@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -28,15 +27,6 @@ def bar(with_tokens: bool = False) -> Progress:
     if with_tokens:
         cols.append(TokensPerSecond())
     return Progress(*cols, console=console)
-
-
-class Timer:
-    def __enter__(self) -> "Timer":
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.seconds = time.perf_counter() - self.start
 
 
 @contextmanager

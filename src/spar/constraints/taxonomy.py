@@ -58,6 +58,3 @@ IFEVAL_PLACE: dict[str, tuple[str, str]] = {
     "language:response_language": ("General", "language"),
 }
 
-
-def place(kind: str) -> tuple[str, str] | None:
-    return IFEVAL_PLACE.get(kind)

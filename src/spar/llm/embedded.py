@@ -63,9 +63,11 @@ def embedded_model_path() -> Path:
             model.hf_quantizer = None
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if target.exists():  # a half-made copy from a killed conversion
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+            shutil.rmtree(tmp)  # another process finished the same conversion first
+        else:
+            shutil.rmtree(target, ignore_errors=True)  # a half-made copy from a killed conversion
+            os.replace(tmp, target)
     except Exception as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, BackendError):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from spar.roles.templates import judge_chat, refine_chat
-from spar.types import JudgedSample, Message, Negative, PreferencePair, Prompt, Tree
+from spar.types import JudgedSample, Message, PreferencePair, Prompt, Tree
 
 
 def similarity(a: str, b: str) -> float:
@@ -128,7 +128,3 @@ def search_stats(trees: Sequence[Tree], judged: Sequence[JudgedSample] = ()) -> 
         mean_solution_depth=mean([t.nodes[t.solution].depth for t in solved if t.solution is not None]),
         refined_pair_similarity=mean(sims), independent_pair_similarity=mean(indep),
     )
-
-
-def prompts_of(negatives: Sequence[Negative]) -> dict[str, Prompt]:
-    return {n.prompt.id: n.prompt for n in negatives}

@@ -13,15 +13,6 @@ from spar.types import JudgedSample, Negative, Prompt
 
 
 @dataclass(frozen=True)
-class SampleConfig:
-    k: int = 5  # answers per prompt
-    temperature: float = 0.9
-    top_p: float = 0.9
-    max_new_tokens: int = 512
-    seed: int = 0
-
-
-@dataclass(frozen=True)
 class NegativeConfig:
     per_prompt: Literal["one", "all"] | int = "one"  # how many failed answers of a prompt become roots
     seed: int = 0
