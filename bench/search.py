@@ -34,12 +34,34 @@ def negatives(backend, count: int, seed: int = 0):
     return pick_negatives(prompts, judged, NegativeConfig())[:count]
 
 
+class Counting:
+    """Counts the prompt tokens the backend prefills (once per request, whatever n) and the tokens
+    it generates, so the table shows where the time goes."""
+
+    def __init__(self, backend):
+        self.backend, self.prompt_tokens, self.new_tokens = backend, 0, 0
+
+    def generate(self, requests, sampling, on_batch=None):
+        self.prompt_tokens += sum(len(self.backend.encode(r)) for r in requests)
+
+        def count(rows: int, ntok: int) -> None:
+            self.new_tokens += ntok
+            if on_batch:
+                on_batch(rows, ntok)
+
+        return self.backend.generate(requests, sampling, on_batch=count)
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+
 def timed_search(backend, negs, jcfg, scfg, rs, sequential):
-    s = Searcher(backend, jcfg, scfg, rs, sequential=sequential)
+    counted = Counting(backend)
+    s = Searcher(counted, jcfg, scfg, rs, sequential=sequential)
     t0 = time.perf_counter()
     trees = s.run(negs)
     dt = time.perf_counter() - t0
-    return trees, dt, s.calls
+    return trees, dt, s.calls, (counted.prompt_tokens, counted.new_tokens)
 
 
 def main() -> None:
@@ -48,7 +70,7 @@ def main() -> None:
     args = ap.parse_args()
     backend = load_backend("embedded", BackendOptions(batch_size=32))
     negs = negatives(backend, args.negatives)
-    console = Console()
+    console = Console(width=140)  # the table stays whole when piped to a file
     fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs)}
 
     # 1. batched vs sequential, hybrid judge with 3 votes (labels from the checkers, votes still generated)
@@ -57,17 +79,20 @@ def main() -> None:
     rs = RefineSampling(max_new_tokens=48, seed=0)
     rows = []
     for name, seq in (("batched", False), ("sequential", True)):
-        trees, dt, calls = timed_search(backend, negs, jcfg, scfg, rs, seq)
+        trees, dt, calls, (ptok, ntok) = timed_search(backend, negs, jcfg, scfg, rs, seq)
         nodes = sum(len(t.nodes) - 1 for t in trees)
         pairs = sum(t.solved for t in trees)
-        rows.append((name, dt, calls, nodes, pairs))
+        rows.append((name, dt, calls, nodes, pairs, ptok, ntok))
         fig[name] = {"seconds": round(dt, 1), "generate_calls": calls, "nodes": nodes, "pairs": pairs,
+                     "prompt_tokens": ptok, "new_tokens": ntok,
                      "pairs_per_min": round(60 * pairs / dt, 2), "nodes_per_min": round(60 * nodes / dt, 1)}
     t = Table(title=f"bfs on {len(negs)} negatives (branch 3, select 1, depth 2, hybrid judge, 3 votes)")
-    for c in ("mode", "seconds", "generate calls", "judged nodes", "pairs", "pairs/min", "nodes/min"):
+    for c in ("mode", "seconds", "generate calls", "prompt tokens", "new tokens", "judged nodes", "pairs", "pairs/min",
+              "nodes/min"):
         t.add_column(c, justify="right")
-    for name, dt, calls, nodes, pairs in rows:
-        t.add_row(name, f"{dt:.1f}", str(calls), str(nodes), str(pairs), f"{60 * pairs / dt:.2f}", f"{60 * nodes / dt:.1f}")
+    for name, dt, calls, nodes, pairs, ptok, ntok in rows:
+        t.add_row(name, f"{dt:.1f}", str(calls), str(ptok), str(ntok), str(nodes), str(pairs), f"{60 * pairs / dt:.2f}",
+                  f"{60 * nodes / dt:.1f}")
     console.print(t)
     b, s = fig["batched"], fig["sequential"]
     fig["speedup_nodes_per_min"] = round(b["nodes_per_min"] / s["nodes_per_min"], 2) if s["nodes_per_min"] else None

@@ -1,7 +1,7 @@
 """Success rate of bfs, dfs, iterative, best_of_n and greedy at the same node budget on the same
 negatives of the embedded model, judged by the checkers (so "solved" means the constraints are met).
 
-Prints a table and, last, one JSON line.   python bench/strategies.py [--negatives 4] [--budget 15]
+Prints a table and, last, one JSON line.   python bench/strategies.py [--negatives 6] [--budget 15]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from spar.search.strategies import SearchConfig
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--negatives", type=int, default=4)
+    ap.add_argument("--negatives", type=int, default=6)
     ap.add_argument("--budget", type=int, default=15)
     args = ap.parse_args()
     backend = load_backend("embedded", BackendOptions(batch_size=32))
@@ -37,12 +37,14 @@ def main() -> None:
         t2.add_column(c, justify="right")
     fig["strategies"] = {}
     for strat in ("bfs", "dfs", "iterative", "best_of_n", "greedy"):
-        trees, dt, _ = timed_search(backend, negs, vcfg, SearchConfig(strategy=strat, budget=args.budget),
+        trees, dt, _, _ = timed_search(backend, negs, vcfg, SearchConfig(strategy=strat, budget=args.budget),
                                     RefineSampling(max_new_tokens=48, seed=0), False)
         solved = sum(t.solved for t in trees)
+        console.print(f"{strat}: {solved}/{len(trees)} solved in {dt:.1f} s")
         mean_nodes = sum(len(t.nodes) - 1 for t in trees) / len(trees)
         t2.add_row(strat, f"{solved}/{len(trees)}", f"{100 * solved / len(trees):.0f}%", f"{mean_nodes:.1f}", f"{dt:.1f}")
-        fig["strategies"][strat] = {"solved": solved, "success_rate": round(solved / len(trees), 3),
+        fig["strategies"][strat] = {"solved": solved, "solved_ids": sorted(t.id for t in trees if t.solved),
+                                    "success_rate": round(solved / len(trees), 3),
                                     "mean_nodes": round(mean_nodes, 2), "seconds": round(dt, 1)}
     console.print(t2)
     print(json.dumps(fig))

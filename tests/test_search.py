@@ -118,6 +118,13 @@ def test_iterative_greedy_and_best_of_n():
     assert len(t.nodes) == 2 and not t.solved and backend.calls[0][1].temperature == 0.0
 
 
+@pytest.mark.parametrize("children", [{"r": ["r"]}, {"r": ["a"], "a": ["b"], "b": ["a"]}])
+def test_iterative_stops_when_the_chain_repeats_a_text(children):
+    # a repeated text is judged from the cache (no budget spent), so the chain must stop on its own
+    (t,), _ = run(scripted(children, {}), "iterative", budget=15)
+    assert not t.solved and len(t.nodes) <= 4 and t.nodes[-1].response in {n.response for n in t.nodes[:-1]}
+
+
 @pytest.mark.parametrize("strategy", ["bfs", "dfs", "iterative", "best_of_n", "greedy"])
 def test_batched_and_sequential_give_the_same_trees(strategy):
     children = {"r": ["a", "b", "c"], "b": ["b1", "b2", "b3"], "a": ["a1", "a2", "a3"]}

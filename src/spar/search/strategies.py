@@ -164,6 +164,7 @@ def best_of_n(t: TreeBuilder, cfg: SearchConfig) -> Search:
 
 def iterative(t: TreeBuilder, cfg: SearchConfig) -> Search:
     node = t.nodes[0]
+    seen = {node.response}
     while t.left > 0:
         kids = yield from t.expand([node], 1)
         if not kids:
@@ -172,6 +173,11 @@ def iterative(t: TreeBuilder, cfg: SearchConfig) -> Search:
         if node.value > ACCEPT:
             t.solution = node
             return
+        if node.response in seen:
+            # A text the chain already had is judged from the cache, so it costs no budget, and
+            # refining it again repeats the chain: without this stop the loop never ends.
+            return
+        seen.add(node.response)
 
 
 RUNNERS = {"bfs": bfs, "dfs": dfs, "greedy": greedy, "best_of_n": best_of_n, "iterative": iterative}
