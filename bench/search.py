@@ -1,6 +1,7 @@
 """Tree search on the embedded model: the same negatives searched batched (all trees advance
 together) vs --sequential (one request per node and one per vote, as the reference implementation
-does): pairs and judged nodes per minute. bench/strategies.py compares the strategies.
+does): pairs and tree nodes (refinements, each judged or found in the tree's judgment cache) per
+minute. bench/strategies.py compares the strategies.
 
 Prints a table and, last, one JSON line.   python bench/search.py [--negatives 6]
 """
@@ -87,7 +88,7 @@ def main() -> None:
                      "prompt_tokens": ptok, "new_tokens": ntok,
                      "pairs_per_min": round(60 * pairs / dt, 2), "nodes_per_min": round(60 * nodes / dt, 1)}
     t = Table(title=f"bfs on {len(negs)} negatives (branch 3, select 1, depth 2, hybrid judge, 3 votes)")
-    for c in ("mode", "seconds", "generate calls", "prompt tokens", "new tokens", "judged nodes", "pairs", "pairs/min",
+    for c in ("mode", "seconds", "generate calls", "prompt tokens", "new tokens", "nodes", "pairs", "pairs/min",
               "nodes/min"):
         t.add_column(c, justify="right")
     for name, dt, calls, nodes, pairs, ptok, ntok in rows:

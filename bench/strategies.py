@@ -30,11 +30,11 @@ def main() -> None:
     negs = negatives(backend, args.negatives)
     console = Console()
     fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs)}
-    # 2. strategies at the same budget, checker judge
     vcfg = JudgeConfig(mode="verifier")
-    t2 = Table(title=f"strategies at a {args.budget}-node budget on the same {len(negs)} negatives (checker judge)")
-    for c in ("strategy", "solved", "success", "mean judged nodes", "seconds"):
-        t2.add_column(c, justify="right")
+    table = Table(title=f"strategies at a {args.budget}-node budget on the same {len(negs)} negatives (checker judge)")
+    # nodes: refinements in the tree; a text seen before in the tree is not judged again
+    for c in ("strategy", "solved", "success", "mean nodes", "seconds"):
+        table.add_column(c, justify="right")
     fig["strategies"] = {}
     for strat in ("bfs", "dfs", "iterative", "best_of_n", "greedy"):
         trees, dt, _, _ = timed_search(backend, negs, vcfg, SearchConfig(strategy=strat, budget=args.budget),
@@ -42,11 +42,11 @@ def main() -> None:
         solved = sum(t.solved for t in trees)
         console.print(f"{strat}: {solved}/{len(trees)} solved in {dt:.1f} s")
         mean_nodes = sum(len(t.nodes) - 1 for t in trees) / len(trees)
-        t2.add_row(strat, f"{solved}/{len(trees)}", f"{100 * solved / len(trees):.0f}%", f"{mean_nodes:.1f}", f"{dt:.1f}")
+        table.add_row(strat, f"{solved}/{len(trees)}", f"{100 * solved / len(trees):.0f}%", f"{mean_nodes:.1f}", f"{dt:.1f}")
         fig["strategies"][strat] = {"solved": solved, "solved_ids": sorted(t.id for t in trees if t.solved),
                                     "success_rate": round(solved / len(trees), 3),
                                     "mean_nodes": round(mean_nodes, 2), "seconds": round(dt, 1)}
-    console.print(t2)
+    console.print(table)
     print(json.dumps(fig))
 
 
