@@ -1,7 +1,7 @@
 """Generation speed of the embedded model: raw `model.generate` vs spar's hf backend.
 
-Prints a table and, last, one JSON line of the figures. Runs in a few minutes on a 2-core CPU.
-    python bench/generation.py [--new-tokens 48]
+Prints a table and, last, one JSON line of the figures. Runs in about 3 minutes on a 2-core CPU.
+    python bench/generation.py [--new-tokens 48] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 
 import torch
@@ -55,6 +56,7 @@ def spar_generate(backend, chats, new_tokens: int, **kw) -> tuple[float, int]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each side per batch size; medians are reported")
     args = ap.parse_args()
     torch.manual_seed(0)
     backend = load_backend("embedded", BackendOptions(batch_size=1))
@@ -64,12 +66,17 @@ def main() -> None:
     for bs, count in [(1, 2), (8, 8), (32, 32)]:
         backend.options.batch_size = bs
         chats = prompts(count)
-        t_raw, n_raw = raw_generate(backend, chats, bs, args.new_tokens)
-        t_spar, n_spar = spar_generate(backend, chats, args.new_tokens)
-        raw_tps, spar_tps = n_raw / t_raw, n_spar / t_spar
+        # raw and spar take turns, and each keeps its median: the machine's speed drifts (±30% at batch 1)
+        raw, spar = [], []
+        for _ in range(args.repeats):
+            t_raw, n_raw = raw_generate(backend, chats, bs, args.new_tokens)
+            raw.append(n_raw / t_raw)
+            t_spar, n_spar = spar_generate(backend, chats, args.new_tokens)
+            spar.append(n_spar / t_spar)
+        raw_tps, spar_tps = statistics.median(raw), statistics.median(spar)
         overhead = 100 * (raw_tps - spar_tps) / raw_tps
         rows.append((f"batch {bs}", f"{raw_tps:.1f}", f"{spar_tps:.1f}", f"{overhead:+.1f}%"))
-        figures[f"batch{bs}"] = {"raw_tok_s": round(raw_tps, 2), "spar_tok_s": round(spar_tps, 2),
+        figures[f"batch{bs}"] = {"raw_tok_s": round(raw_tps, 2), "spar_tok_s": round(spar_tps, 2), "repeats": args.repeats,
                                  "overhead_pct": round(overhead, 1)}
     table = Table(title="embedded model: tokens/s, raw model.generate vs spar hf backend")
     for c in ("batch", "raw tok/s", "spar tok/s", "overhead"):

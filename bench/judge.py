@@ -1,6 +1,5 @@
-"""Judge speed on the embedded model: a 5-vote judgment as one request (n=5) vs five single requests.
-
-Prints a table and, last, one JSON line of the figures.  python bench/judge.py
+"""Judge speed on the embedded model: a 5-vote judgment as one request (n=5) vs single votes, each
+the mean over five seeds. Prints a table and, last, one JSON line of the figures.  python bench/judge.py
 """
 
 from __future__ import annotations
@@ -35,22 +34,27 @@ def main() -> None:
     cfg = lambda votes, seed=0: JudgeConfig(votes=votes, mode="llm", max_new_tokens=tokens, temperature=0.7, seed=seed)  # noqa: E731
     judge(backend, [PROMPT], [RESPONSE], cfg(1))  # warm-up
     # votes=1 decodes greedily; a single *sampled* vote (n=5 request cut to n=1) is the fair unit
-    singles = []
+    # Five seeds of each: a single sampled vote, and the five-vote request judge() sends. Votes end at
+    # different lengths and a request runs until its longest vote ends, so the token counts are shown.
+    singles, fives, single_tokens, five_tokens = [], [], [0], [0]
+    count = lambda into: lambda _rows, ntok: into.__setitem__(0, into[0] + ntok)  # noqa: E731
+    chat = judge_chat(PROMPT.text, RESPONSE)
     for k in range(5):
-        s = cfg(5, seed=k).sampling().but(n=1)
-        t0 = time.perf_counter()
-        backend.generate([judge_chat(PROMPT.text, RESPONSE)], s)
-        singles.append(time.perf_counter() - t0)
-    t_one = sum(singles) / len(singles)
-    t_five = timed(lambda: judge(backend, [PROMPT], [RESPONSE], cfg(5)))
+        singles.append(timed(lambda: backend.generate([chat], cfg(5, seed=k).sampling().but(n=1),
+                                                      on_batch=count(single_tokens))))
+        fives.append(timed(lambda: backend.generate([chat], cfg(5, seed=k).sampling(), on_batch=count(five_tokens))))
+    t_one, t_five = sum(singles) / 5, sum(fives) / 5
     table = Table(title=f"judge, embedded model, sampled votes (T=0.7), {tokens} max new tokens per vote")
-    for c in ("one vote (mean of 5)", "5 votes, one request", "5 single requests", "5 votes / one vote"):
+    for c in ("one vote", "5 votes, one request", "5 single requests", "5 votes / one vote",
+              "tokens per single vote", "tokens per vote of 5"):
         table.add_column(c, justify="right")
-    table.add_row(f"{t_one:.2f} s", f"{t_five:.2f} s", f"{sum(singles):.2f} s", f"{t_five / t_one:.2f}x")
+    table.add_row(f"{t_one:.2f} s", f"{t_five:.2f} s", f"{sum(singles):.2f} s", f"{t_five / t_one:.2f}x",
+                  f"{single_tokens[0] / 5:.0f}", f"{five_tokens[0] / 25:.0f}")
     Console().print(table)
-    print(json.dumps({"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "one_vote_mean_s": round(t_one, 2),
-                      "five_votes_one_request_s": round(t_five, 2), "five_single_requests_s": round(sum(singles), 2),
-                      "ratio": round(t_five / t_one, 2)}))
+    print(json.dumps({"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "seeds": 5,
+                      "one_vote_mean_s": round(t_one, 2), "five_votes_one_request_mean_s": round(t_five, 2),
+                      "ratio": round(t_five / t_one, 2), "tokens_per_single_vote": single_tokens[0] / 5,
+                      "tokens_per_vote_of_five": five_tokens[0] / 25}))
 
 
 if __name__ == "__main__":

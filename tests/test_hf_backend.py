@@ -56,3 +56,19 @@ def test_shared_prefill_gives_the_same_greedy_text_as_one_request(embedded):
     single = embedded.generate(CHATS[:3], s)
     many = embedded.generate(CHATS[:3], s.but(n=3))  # n > 1 takes the one-prefill path
     assert many == [[x[0]] * 3 for x in single]
+
+
+def test_requests_sharing_a_prefix_give_the_same_greedy_text_as_alone(embedded):
+    from spar.llm.hf import batch_order, prefill_plan
+    from spar.roles.templates import judge_chat
+
+    poem = "Write a short poem about the sea in exactly three lines, with no commas, ending with the word 'blue'."
+    fruit = "List three fruits separated by semicolons and nothing else."
+    chats = [judge_chat(poem, a) for a in ("The sea is wide\nThe waves are high\nThe sky is blue",
+                                           "Waves crash, and roll.\nIt is blue.", "Sea\nSea\nblue")]
+    chats += [judge_chat(fruit, a) for a in ("apple; pear; plum", "Apple, banana, cherry")]
+    encoded = [embedded.encode(c) for c in chats]
+    plan = prefill_plan([encoded[i] for i in batch_order(encoded)])
+    assert [len(level) for level in plan] == [1, 2, 5], "one common prefix, a group per instruction, a rest per row"
+    s = Sampling(max_new_tokens=24)
+    assert embedded.generate(chats, s) == [embedded.generate([c], s)[0] for c in chats]
