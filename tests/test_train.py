@@ -73,3 +73,13 @@ def test_sft_full_on_search_built_rft_rows(base, tmp_path):
              "origin": {"kind": "refinement"}}] * 2
     path, _ = train_sft(base, rows, tmp_path, TrainSettings(max_steps=2, learning_rate=1e-5, warmup_ratio=0.0, max_length=256))
     assert _changed(_weights(base), _weights(path))
+
+
+def test_dpo_with_precomputed_reference_trains_and_prints_no_foreign_bar(base, tmp_path, capfd):
+    s = TrainSettings(max_steps=2, learning_rate=1e-5, warmup_ratio=0.0, batch_size=2, max_length=128,
+                      precompute_ref=True)
+    path, log = train_dpo(base, PAIRS, tmp_path, s)
+    assert _changed(_weights(base), _weights(path))
+    assert len([x for x in log if "loss" in x]) == 2
+    out, err = capfd.readouterr()
+    assert "Computing reference log probs" not in out + err  # TRL's own tqdm bar

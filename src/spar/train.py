@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,20 @@ def _quiet() -> None:
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
+
+
+@contextmanager
+def _no_tqdm() -> Iterator[None]:
+    """TRL's tqdm bars honour TQDM_DISABLE when they are made; spar draws its own."""
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
 
 
 def _progress_callback(label: str):
@@ -211,12 +227,18 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     out = Path(out)
     if not rows:
         raise ValueError("no preference pairs to train on")
+    from spar.progress import console as progress_console
+
     _quiet()
     data = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
     m, tok = _load(model, s)
     loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.sft_weight]} if s.sft_weight > 0 else {"loss_type": ["sigmoid"]}
     args = DPOConfig(**_common_args(s, out), beta=s.beta, precompute_ref_log_probs=s.precompute_ref, **loss)
-    trainer = DPOTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
-                         callbacks=[_progress_callback("dpo")])
+    # With precompute_ref, DPOTrainer runs the reference over every pair while it is built; its own
+    # tqdm bar for that pass would cut into spar's output, so spar shows a status line instead.
+    with _no_tqdm(), (progress_console.status(f"dpo: reference log-probs of {len(rows)} pairs, computed once")
+                      if s.precompute_ref else nullcontext()):
+        trainer = DPOTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
+                             callbacks=[_progress_callback("dpo")])
     _fit(trainer)
     return _save(trainer, tok, out, s), _log_history(trainer, out, s)
