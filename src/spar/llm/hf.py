@@ -1,4 +1,6 @@
-"""transformers backend: batched generation with left padding, n completions from one prefill."""
+"""transformers backend: batched generation with left padding; spar runs the prefill itself so that
+n completions share one prefill and prompts that begin alike share the prefill of their common
+prefix (prefill_plan), then lets generate decode; sampling is NucleusSampler's."""
 
 from __future__ import annotations
 
