@@ -105,9 +105,8 @@ class NucleusSampler(LogitsProcessor):
     tokens whose probability reaches top_p, renormalised), but it is cheaper on a CPU: transformers
     sorts the whole vocabulary of every row at every step and then draws from all of it, which at
     30 rows x 49k tokens took about 0.14 s a step on a 2-core CPU, next to a 0.19 s forward pass of
-    the 135M model. Here the candidates
-    come from a top-k of `first_k` tokens; only a row whose top `first_k` tokens do not reach top_p
-    (a very flat distribution) is sorted in full.
+    the 135M model. Here the candidates come from a top-k of `first_k` tokens; only a row whose
+    top `first_k` tokens do not reach top_p (a very flat distribution) is sorted in full.
     """
 
     def __init__(self, temperature: float, top_p: float, first_k: int = 256):
