@@ -151,3 +151,10 @@ def test_cli_scores_ifeval_response_format(tmp_path):
     assert res.exit_code == 0, res.output
     got = json.loads(out.read_text())
     assert got["n_prompts"] == 3 and 0 <= got["prompt_strict"] <= 100
+
+
+def test_a_text_without_letters_follows_the_language_rule_without_a_log_line(caplog):
+    with caplog.at_level("ERROR"):
+        verdict = check("language:response_language", {"language": "fr"}, "*** 123 ***")
+    assert verdict.strict is True  # IFEval's rule: undetectable counts as followed
+    assert not [r for r in caplog.records if "detect language" in r.getMessage()]

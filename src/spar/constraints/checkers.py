@@ -15,6 +15,10 @@ Deterministic: the reference code draws random values in three places, and spar 
 - a checker built with a missing argument draws one from ``random``: spar builds every checker
   under a fixed seed and puts the caller's random state back afterwards.
 - ``langdetect`` is seeded (``DetectorFactory.seed = 0``) so the same text gets the same language.
+
+Quiet: for a text with no letters the reference's language checkers log an error on the root
+logger ("Unable to detect language ...") and count the instruction as followed. The verdict stays
+as IFEval defines it; spar drops that one log line, which otherwise cut into every progress bar.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import collections
 import functools
 import importlib.util
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +51,10 @@ def _nltk_data_dir() -> Path:
     )
 
 
+def _drop_language_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Unable to detect language for text")
+
+
 @functools.cache
 def _registry() -> tuple[dict[str, Any], dict[str, set[str]]]:
     """Set up the checkers once, on first use (not at import)."""
@@ -58,6 +67,7 @@ def _registry() -> tuple[dict[str, Any], dict[str, set[str]]]:
     from if_verifiable.ifeval import instructions, instructions_registry, instructions_util
 
     langdetect.DetectorFactory.seed = 0
+    logging.getLogger().addFilter(_drop_language_notice)
     # The reference loads the old pickled Punkt model; PunktTokenizer reads the same model from the
     # pickle-free punkt_tab files. Same algorithm, same parameters, same sentence counts.
     punkt = nltk.tokenize.PunktTokenizer("english")
