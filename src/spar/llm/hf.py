@@ -69,9 +69,9 @@ class Unit(NamedTuple):
 def prefill_plan(batch: list[list[int]]) -> list[list[Unit]]:
     """How to prefill a batch (every prompt token but the last, which generate feeds), as levels of
     a shallow trie: the prefix common to the whole batch (one unit), the longer prefixes that runs
-    of neighbouring rows share (one unit a group: the votes on one answer, the refinements of one
-    tree), and each row's own rest (one unit a row, in row order). Plain left padding (one level)
-    when that runs fewer token positions, padding included.
+    of neighbouring rows share (one unit a group: the judgments of answers to one instruction, the
+    refinements of one tree), and each row's own rest (one unit a row, in row order). Plain left
+    padding (one level) when that runs fewer token positions, padding included.
     """
     rows = len(batch)
     ends = [len(x) - 1 for x in batch]
