@@ -28,8 +28,11 @@ def prompts(k: int) -> list[list[dict[str, str]]]:
             for i in range(k)]
 
 
-def raw_generate(backend, chats, batch_size: int, new_tokens: int) -> tuple[float, int]:
-    """What spar does, minus spar: the same batches straight into model.generate."""
+def raw_generate(backend, chats, batch_size: int, new_tokens: int, **sample) -> tuple[float, int]:
+    """What spar does, minus spar: the same batches straight into model.generate (greedy, or
+    transformers' own sampling when given temperature and top_p)."""
+    how = dict(do_sample=True, top_k=0, **sample) if sample else dict(do_sample=False, temperature=None, top_p=None,
+                                                                     top_k=None)
     tok, model = backend.tokenizer, backend.model
     encoded = sorted((backend.encode(c) for c in chats), key=len)
     t0, ntok = time.perf_counter(), 0
@@ -39,9 +42,8 @@ def raw_generate(backend, chats, batch_size: int, new_tokens: int) -> tuple[floa
         ids = torch.tensor([[tok.pad_token_id] * (width - len(x)) + x for x in batch])
         mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in batch])
         with torch.inference_mode():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False,
-                                 temperature=None, top_p=None, top_k=None, pad_token_id=tok.pad_token_id,
-                                 eos_token_id=backend._eos)
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new_tokens, **how,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=backend._eos)
         ntok += int((out[:, width:] != tok.pad_token_id).sum())
     return time.perf_counter() - t0, ntok
 
@@ -51,6 +53,17 @@ def spar_generate(backend, chats, new_tokens: int, **kw) -> tuple[float, int]:
     t0 = time.perf_counter()
     backend.generate(chats, Sampling(max_new_tokens=new_tokens, **kw), on_batch=lambda _n, t: used.__setitem__(0, used[0] + t))
     return time.perf_counter() - t0, used[0]
+
+
+def medians(repeats: int, *runs) -> list[float]:
+    """Tokens/s of each run, median over repeats; the runs take turns, since this machine's speed
+    drifts (+-30% at batch 1)."""
+    rates: list[list[float]] = [[] for _ in runs]
+    for _ in range(repeats):
+        for rate, run in zip(rates, runs):
+            seconds, ntok = run()
+            rate.append(ntok / seconds)
+    return [statistics.median(r) for r in rates]
 
 
 def main() -> None:
@@ -66,14 +79,8 @@ def main() -> None:
     for bs, count in [(1, 2), (8, 8), (32, 32)]:
         backend.options.batch_size = bs
         chats = prompts(count)
-        # raw and spar take turns, and each keeps its median: the machine's speed drifts (±30% at batch 1)
-        raw, spar = [], []
-        for _ in range(args.repeats):
-            t_raw, n_raw = raw_generate(backend, chats, bs, args.new_tokens)
-            raw.append(n_raw / t_raw)
-            t_spar, n_spar = spar_generate(backend, chats, args.new_tokens)
-            spar.append(n_spar / t_spar)
-        raw_tps, spar_tps = statistics.median(raw), statistics.median(spar)
+        raw_tps, spar_tps = medians(args.repeats, lambda: raw_generate(backend, chats, bs, args.new_tokens),
+                                    lambda: spar_generate(backend, chats, args.new_tokens))
         overhead = 100 * (raw_tps - spar_tps) / raw_tps
         rows.append((f"batch {bs}", f"{raw_tps:.1f}", f"{spar_tps:.1f}", f"{overhead:+.1f}%"))
         figures[f"batch{bs}"] = {"raw_tok_s": round(raw_tps, 2), "spar_tok_s": round(spar_tps, 2), "repeats": args.repeats,
@@ -85,6 +92,22 @@ def main() -> None:
         table.add_row(*r)
     console = Console()
     console.print(table)
+
+    # What sampling costs each side at batch 32: transformers sorts the whole vocabulary of every row
+    # at every step, spar's NucleusSampler the top 256 tokens (same distribution).
+    chats, hot = prompts(32), dict(temperature=0.9, top_p=0.9)
+    raw_s, spar_s = medians(args.repeats, lambda: raw_generate(backend, chats, 32, args.new_tokens, **hot),
+                            lambda: spar_generate(backend, chats, args.new_tokens, **hot, seed=0))
+    greedy = figures["batch32"]
+    t3 = Table(title="batch 32, sampled (T=0.9, top-p 0.9) vs greedy, tokens/s")
+    for c in ("sampler", "greedy tok/s", "sampled tok/s", "sampled / greedy"):
+        t3.add_column(c)
+    t3.add_row("transformers (raw generate)", f"{greedy['raw_tok_s']:.1f}", f"{raw_s:.1f}", f"{raw_s / greedy['raw_tok_s']:.2f}")
+    t3.add_row("spar", f"{greedy['spar_tok_s']:.1f}", f"{spar_s:.1f}", f"{spar_s / greedy['spar_tok_s']:.2f}")
+    console.print(t3)
+    figures["sampled_batch32"] = {"raw_tok_s": round(raw_s, 2), "spar_tok_s": round(spar_s, 2),
+                                  "raw_vs_greedy": round(raw_s / greedy["raw_tok_s"], 2),
+                                  "spar_vs_greedy": round(spar_s / greedy["spar_tok_s"], 2)}
 
     backend.options.batch_size = 8
     chat = prompts(1)

@@ -9,6 +9,7 @@ Prints a table and, last, one JSON line.   python bench/search.py [--negatives 6
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -35,35 +36,16 @@ def negatives(backend, count: int, seed: int = 0):
     return pick_negatives(prompts, judged, NegativeConfig())[:count]
 
 
-class Counting:
-    """Counts the prompt tokens of the requests (once per request, whatever n) and the tokens the
-    backend generates, so the table shows where the time goes."""
-
-    def __init__(self, backend):
-        self.backend, self.prompt_tokens, self.new_tokens = backend, 0, 0
-
-    def generate(self, requests, sampling, on_batch=None):
-        self.prompt_tokens += sum(len(self.backend.encode(r)) for r in requests)
-
-        def count(rows: int, ntok: int) -> None:
-            self.new_tokens += ntok
-            if on_batch:
-                on_batch(rows, ntok)
-
-        return self.backend.generate(requests, sampling, on_batch=count)
-
-    def __getattr__(self, name):
-        return getattr(self.backend, name)
-
-
 def timed_search(backend, negs, jcfg, scfg, rs, sequential):
-    counted = Counting(backend)
-    s = Searcher(counted, jcfg, scfg, rs, sequential=sequential)
-    before = backend.prefill_positions
+    """Search the negatives; returns the trees, seconds, generate calls, and what the backend ran
+    for them (spar.llm.hf.Usage: prompt tokens, prefilled positions, prefill seconds, new tokens)."""
+    s = Searcher(backend, jcfg, scfg, rs, sequential=sequential)
+    before = dataclasses.replace(backend.usage)
     t0 = time.perf_counter()
     trees = s.run(negs)
     dt = time.perf_counter() - t0
-    return trees, dt, s.calls, (counted.prompt_tokens, backend.prefill_positions - before, counted.new_tokens)
+    used = {f.name: getattr(backend.usage, f.name) - getattr(before, f.name) for f in dataclasses.fields(before)}
+    return trees, dt, s.calls, used
 
 
 def main() -> None:
@@ -79,22 +61,23 @@ def main() -> None:
     jcfg = JudgeConfig(votes=3, mode="hybrid", max_new_tokens=32)
     scfg = SearchConfig(strategy="bfs", branch=3, select=1, depth=2, budget=6)
     rs = RefineSampling(max_new_tokens=48, seed=0)
-    rows = []
     for name, seq in (("batched", False), ("sequential", True)):
-        trees, dt, calls, (ptok, prefilled, ntok) = timed_search(backend, negs, jcfg, scfg, rs, seq)
+        trees, dt, calls, used = timed_search(backend, negs, jcfg, scfg, rs, seq)
         nodes = sum(len(t.nodes) - 1 for t in trees)
         pairs = sum(t.solved for t in trees)
-        rows.append((name, dt, calls, nodes, pairs, ptok, prefilled, ntok))
         fig[name] = {"seconds": round(dt, 1), "generate_calls": calls, "nodes": nodes, "pairs": pairs,
-                     "prompt_tokens": ptok, "prefilled_positions": prefilled, "new_tokens": ntok,
+                     "prompt_tokens": used["prompt_tokens"], "prefilled_positions": used["prefill_positions"],
+                     "prefill_seconds": round(used["prefill_seconds"], 1), "new_tokens": used["new_tokens"],
                      "pairs_per_min": round(60 * pairs / dt, 2), "nodes_per_min": round(60 * nodes / dt, 1)}
     t = Table(title=f"bfs on {len(negs)} negatives (branch 3, select 1, depth 2, hybrid judge, 3 votes)")
-    for c in ("mode", "seconds", "generate calls", "prompt tokens", "prefilled", "new tokens", "nodes", "pairs", "pairs/min",
-              "nodes/min"):
+    columns = {"seconds": "seconds", "generate calls": "generate_calls", "prompt tokens": "prompt_tokens",
+               "prefilled": "prefilled_positions", "prefill s": "prefill_seconds", "new tokens": "new_tokens",
+               "nodes": "nodes", "pairs": "pairs", "pairs/min": "pairs_per_min", "nodes/min": "nodes_per_min"}
+    t.add_column("mode", justify="right")
+    for c in columns:
         t.add_column(c, justify="right")
-    for name, dt, calls, nodes, pairs, ptok, prefilled, ntok in rows:
-        t.add_row(name, f"{dt:.1f}", str(calls), str(ptok), str(prefilled), str(ntok), str(nodes), str(pairs), f"{60 * pairs / dt:.2f}",
-                  f"{60 * nodes / dt:.1f}")
+    for name in ("batched", "sequential"):
+        t.add_row(name, *(str(fig[name][key]) for key in columns.values()))
     console.print(t)
     b, s = fig["batched"], fig["sequential"]
     fig["speedup_nodes_per_min"] = round(b["nodes_per_min"] / s["nodes_per_min"], 2) if s["nodes_per_min"] else None

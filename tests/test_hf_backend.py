@@ -1,5 +1,7 @@
 """The hf backend on the real embedded model (SmolLM2-135M-Instruct)."""
 
+import dataclasses
+
 import pytest
 
 from spar.llm import Sampling
@@ -72,3 +74,20 @@ def test_requests_sharing_a_prefix_give_the_same_greedy_text_as_alone(embedded):
     assert [len(level) for level in plan] == [1, 2, 5], "one common prefix, a group per instruction, a rest per row"
     s = Sampling(max_new_tokens=24)
     assert embedded.generate(chats, s) == [embedded.generate([c], s)[0] for c in chats]
+
+
+def test_usage_counts_what_the_backend_ran(embedded):
+    from spar.roles.templates import judge_chat
+
+    chats = [judge_chat("List three fruits separated by semicolons and nothing else.", a)
+             for a in ("apple; pear; plum", "Apple, banana, cherry", "kiwi;lime;fig")]
+    before = dataclasses.replace(embedded.usage)
+    reported = []
+    embedded.generate(chats, Sampling(max_new_tokens=8), on_batch=lambda rows, ntok: reported.append(ntok))
+    u = embedded.usage
+    prompt = sum(len(embedded.encode(c)) for c in chats)
+    assert u.prompt_tokens - before.prompt_tokens == prompt
+    assert u.new_tokens - before.new_tokens == sum(reported) > 0
+    # the three judge prompts share the template and the instruction: prefilled once, not three times
+    assert 0 < u.prefill_positions - before.prefill_positions < prompt - len(chats)
+    assert u.prefill_seconds > before.prefill_seconds

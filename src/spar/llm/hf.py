@@ -4,7 +4,9 @@ prefix (prefill_plan), then lets generate decode; sampling is NucleusSampler's."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -58,6 +60,19 @@ def batch_order(encoded: list[list[int]]) -> list[int]:
     return [i for run in runs for i in run]
 
 
+@dataclass
+class Usage:
+    """What a backend has run so far, for benchmarks: prompt tokens of the requests (once a request,
+    whatever n), token positions prefilled (padding included, shared prefixes once), seconds in
+    prefill (host wall time: on a GPU, which runs asynchronously, it undercounts), and tokens
+    generated."""
+
+    prompt_tokens: int = 0
+    prefill_positions: int = 0
+    prefill_seconds: float = 0.0
+    new_tokens: int = 0
+
+
 class Unit(NamedTuple):
     """A run of prompt tokens prefilled once: tokens [end of its parent, end) of batch row `row`."""
 
@@ -103,10 +118,10 @@ class NucleusSampler(LogitsProcessor):
     It draws the next token and leaves only that token finite, so greedy decoding picks it. The
     distribution is the one transformers' sampling uses (temperature, then the smallest set of top
     tokens whose probability reaches top_p, renormalised), but it is cheaper on a CPU: transformers
-    sorts the whole vocabulary of every row at every step and then draws from all of it, which at
-    30 rows x 49k tokens took about 0.14 s a step on a 2-core CPU, next to a 0.19 s forward pass of
-    the 135M model. Here the candidates come from a top-k of `first_k` tokens; only a row whose
-    top `first_k` tokens do not reach top_p (a very flat distribution) is sorted in full.
+    sorts the whole vocabulary (49k tokens for SmolLM2) of every row at every step and then draws
+    from all of it (bench/generation.py times both samplers). Here the candidates come from a
+    top-k of `first_k` tokens; only a row whose top `first_k` tokens do not reach top_p (a very
+    flat distribution) is sorted in full.
     """
 
     def __init__(self, temperature: float, top_p: float, first_k: int = 256):
@@ -169,7 +184,7 @@ class HFBackend:
         if self.tokenizer.chat_template is None:
             raise BackendError(f"model {model!r} has no chat template; spar needs an instruct/chat model")
         self._eos = self._eos_ids()
-        self.prefill_positions = 0  # token positions run through the model in prefills, padding included
+        self.usage = Usage()
 
     def _eos_ids(self) -> list[int]:
         ids = set()
@@ -196,6 +211,7 @@ class HFBackend:
     @torch.inference_mode()
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]:
         encoded = [self.encode(r) for r in requests]
+        self.usage.prompt_tokens += sum(map(len, encoded))
         order = batch_order(encoded)
         # Each batch row becomes n rows after the prefill, so keep rows*n near the batch size.
         bs = max(1, self.options.batch_size // sampling.n) if sampling.n > 1 else self.options.batch_size
@@ -203,6 +219,7 @@ class HFBackend:
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             texts, ntok = self._generate_batch([encoded[i] for i in idx], sampling, seed=sampling.seed + start)
+            self.usage.new_tokens += ntok
             for j, i in enumerate(idx):
                 results[i] = texts[j]
             if on_batch:
@@ -228,6 +245,7 @@ class HFBackend:
         """
         from transformers import DynamicCache
 
+        start = time.perf_counter()
         cache = DynamicCache(config=self.model.config)
         ids = mask = ends = None
         for level in prefill_plan(batch):
@@ -241,7 +259,7 @@ class HFBackend:
                 cache.batch_select_indices(parent.to(self.device))  # a no-op while the cache is empty
             ids, mask = torch.cat([ids, new_ids], 1), torch.cat([mask, new_mask], 1)
             if new_ids.shape[1]:
-                self.prefill_positions += new_ids.numel()
+                self.usage.prefill_positions += new_ids.numel()
                 pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions as generate computes them
                 w = new_ids.shape[1]
                 self.model(input_ids=new_ids.to(self.device), attention_mask=mask.to(self.device),
@@ -250,6 +268,7 @@ class HFBackend:
             ends = [u.end for u in level]
         last = torch.tensor([[x[-1]] for x in batch])
         ids, mask = torch.cat([ids, last], 1), torch.cat([mask, torch.ones_like(last)], 1)
+        self.usage.prefill_seconds += time.perf_counter() - start
         return ids.to(self.device), mask.to(self.device), cache
 
     def _generate_batch(self, batch: list[list[int]], sampling: Sampling, seed: int) -> tuple[list[list[str]], int]:
