@@ -51,11 +51,14 @@ def timed_search(backend, negs, jcfg, scfg, rs, sequential):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--negatives", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=64,
+                    help="sequences per forward pass: 64 runs a step's 54 judge votes as one batch")
     args = ap.parse_args()
-    backend = load_backend("embedded", BackendOptions(batch_size=32))
+    backend = load_backend("embedded", BackendOptions(batch_size=args.batch_size))
     negs = negatives(backend, args.negatives)
     console = Console(width=140)  # the table stays whole when piped to a file
-    fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs)}
+    fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs),
+                 "dtype": str(backend.model.dtype).removeprefix("torch."), "batch_size": args.batch_size}
 
     # 1. batched vs sequential, hybrid judge with 3 votes (labels from the checkers, votes still generated)
     jcfg = JudgeConfig(votes=3, mode="hybrid", max_new_tokens=32)

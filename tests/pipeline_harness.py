@@ -36,7 +36,14 @@ def factory(delay: float):
             time.sleep(delay * len(requests))
             return super().generate(requests, sampling, on_batch)
 
-    return lambda model, bs: Slow(script)
+    def make(model, bs, **options):
+        made.append(options)
+        return Slow(script)
+
+    return make
+
+
+made: list[dict] = []  # the options each backend was made with
 
 
 def config(**over):

@@ -91,3 +91,30 @@ def test_usage_counts_what_the_backend_ran(embedded):
     # the three judge prompts share the template and the instruction: prefilled once, not three times
     assert 0 < u.prefill_positions - before.prefill_positions < prompt - len(chats)
     assert u.prefill_seconds > before.prefill_seconds
+
+
+def test_bf16_shares_each_prompt_between_its_samples():
+    """bf16 (the default on CPUs with native bf16) with n samples: the shared-prefix cache and
+    attention run (spar.llm.kv) and the samples read as text of the prompt's kind."""
+    import torch
+
+    from spar.llm import BackendOptions, load_backend
+    from spar.llm import kv
+
+    backend = load_backend("embedded", BackendOptions(batch_size=8, dtype="bf16"))
+    assert backend.model.dtype == torch.bfloat16 and backend.model.config._attn_implementation == kv.ATTENTION
+    shared = []
+    real = kv.shared_prefix_attention
+
+    def spy(module, query, key, *args, **kwargs):
+        shared.append(hasattr(key, "spar_prefix"))
+        return real(module, query, key, *args, **kwargs)
+
+    kv.AttentionInterface.register(kv.ATTENTION, spy)
+    try:
+        out = backend.generate(CHATS[4:6], Sampling(n=2, max_new_tokens=12))
+    finally:
+        kv.AttentionInterface.register(kv.ATTENTION, real)
+    assert any(shared) and not all(shared)  # prefill: plain SDPA; decode: the shared prefix
+    assert [len(x) for x in out] == [2, 2] and out[0][0] == out[0][1]  # greedy: both samples alike
+    assert "bonjour" in out[0][0].lower() and "fruit" in out[1][0].lower()  # broken attention babbles

@@ -52,6 +52,14 @@ def test_a_changed_setting_reruns_only_the_stages_it_reaches(tmp_path):
     assert (tmp_path / "report.html").exists()
 
 
+def test_the_inference_dtype_reaches_the_backends_and_the_hashes(tmp_path):
+    ran_stages(tmp_path)
+    H.made.clear()
+    assert ran_stages(tmp_path, dtype="fp32")[:2] == ["prompts", "iter_1:sample"]  # every stage again
+    assert H.made and all(m == {"dtype": "fp32"} for m in H.made)
+    assert ran_stages(tmp_path, dtype="fp32") == []
+
+
 def test_pipeline_files_are_well_formed(tmp_path):
     H.run(tmp_path)
     pairs = [json.loads(x) for x in (tmp_path / "iter_1/dpo.jsonl").read_text().splitlines()]

@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model string (see `spar --help`)")]
+DtypeOpt = Annotated[Optional[str], typer.Option(
+    help="fp32, bf16 or fp16 for transformers models (default: bf16 on CUDA and on CPUs with native bf16, "
+         "AVX512-BF16 or AMX; fp32 on other CPUs)")]
 
 
 def friendly(fn):
@@ -67,7 +70,7 @@ def generate(
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     stop: Annotated[Optional[list[str]], typer.Option(help="stop string (repeatable)")] = None,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: cuda if available)")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="fp32, bf16, fp16 (default: bf16 on cuda, fp32 on cpu)")] = None,
+    dtype: DtypeOpt = None,
 ):
     """Generate completions for a prompts file. Resumable: rerunning skips ids already in OUTPUT."""
     from spar.generate import generate_file
@@ -92,7 +95,7 @@ def serve(
     batch_size: Annotated[int, typer.Option(help="requests per forward pass (hf backend)")] = 8,
     max_tokens: Annotated[int, typer.Option(help="default max_tokens when a request gives none")] = 512,
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, ...")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="fp32, bf16, fp16")] = None,
+    dtype: DtypeOpt = None,
 ):
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions)."""
     import uvicorn
@@ -149,13 +152,14 @@ def judge(
     batch_size: Annotated[int, typer.Option(help="answers judged per generate call")] = 8,
     max_new_tokens: Annotated[int, typer.Option(help="tokens per judge reply")] = 384,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    dtype: DtypeOpt = None,
 ):
     """Judge every completion of a samples file: votes, majority, mode."""
     from spar.roles.stage import judge_file
     from spar.roles.judge import JudgeConfig
 
     cfg = JudgeConfig(votes=votes, mode=mode, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
-    backend = None if mode == "verifier" else _backend(model, batch_size)
+    backend = None if mode == "verifier" else _backend(model, batch_size, dtype=dtype)
     rows = judge_file(backend, input, output, cfg, chunk=batch_size)
     n_yes = sum(r.judgment.follows is True for r in rows)
     n_none = sum(r.judgment.follows is None for r in rows)
@@ -173,12 +177,14 @@ def eval_ifeval(
     output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses go beside it as <name>.responses.jsonl")] = Path("ifeval_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(help="tokens per answer")] = 512,
     batch_size: Annotated[int, typer.Option(help="prompts per forward pass")] = 16,
+    dtype: DtypeOpt = None,
 ):
     """IFEval: prompt- and instruction-level accuracy, strict and loose, and per instruction type."""
     from spar.eval.report import ifeval_run
 
     ifeval_run(model=model, data=data, responses=responses, limit=limit, output=output,
-               max_new_tokens=max_new_tokens, batch_size=batch_size, backend_factory=_backend)
+               max_new_tokens=max_new_tokens, batch_size=batch_size,
+               backend_factory=functools.partial(_backend, dtype=dtype))
 
 
 @eval_app.command("llmbar")
@@ -191,12 +197,13 @@ def eval_llmbar(
     output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON")] = Path("llmbar_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(help="tokens per judge reply")] = 384,
     batch_size: Annotated[int, typer.Option(help="items per forward pass")] = 16,
+    dtype: DtypeOpt = None,
 ):
     """LLMBar, pointwise: judge accuracy and F1 per subset."""
     from spar.eval.report import llmbar_run
 
     llmbar_run(model=model, data=data, votes=votes, limit=limit, output=output, max_new_tokens=max_new_tokens,
-               batch_size=batch_size, backend_factory=_backend)
+               batch_size=batch_size, backend_factory=functools.partial(_backend, dtype=dtype))
 
 
 tree_app = typer.Typer(help="Look at refinement trees.", no_args_is_help=True)
@@ -220,6 +227,7 @@ def search(
     max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement and per judge reply")] = 384,
     batch_size: Annotated[int, typer.Option(help="sequences per forward pass (hf backend)")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    dtype: DtypeOpt = None,
 ):
     """Refine failed answers by tree search until the judge accepts one; saves every tree whole."""
     from spar.roles.judge import JudgeConfig
@@ -230,7 +238,7 @@ def search(
 
     cfg = SearchConfig(strategy=strategy, branch=branch, select=select, depth=depth, budget=budget)  # type: ignore[arg-type]
     jcfg = JudgeConfig(votes=votes, mode=mode, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
-    searcher = Searcher(_backend(model, batch_size), jcfg, cfg, RefineSampling(max_new_tokens=max_new_tokens, seed=seed),
+    searcher = Searcher(_backend(model, batch_size, dtype=dtype), jcfg, cfg, RefineSampling(max_new_tokens=max_new_tokens, seed=seed),
                         sequential=sequential)
     trees = search_file(searcher, input, output)
     st = search_stats(trees)

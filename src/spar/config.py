@@ -78,6 +78,9 @@ class RunConfig(Section):
     iterations: int = Field(1, ge=1)
     seed: int = 0
     batch_size: int = Field(16, ge=1)  # sequences per forward pass
+    # inference dtype of transformers models; None: bf16 where the hardware computes in it natively
+    # (CUDA; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. Training keeps fp32 on a CPU.
+    dtype: Literal["fp32", "bf16", "fp16"] | None = None
     prompts: PromptsCfg = PromptsCfg()
     sample: SampleCfg = SampleCfg()
     judge: JudgeCfg = JudgeCfg()

@@ -26,11 +26,11 @@ from spar.progress import console
 from spar.types import JudgedSample, Negative, Prompt, Tree
 
 STAGES = ("prompts", "sample", "judge", "negatives", "search", "data", "train_actor", "train_refiner", "eval")
-BackendFactory = Callable[[str, int], Backend]
+BackendFactory = Callable[..., Backend]  # (model, batch_size, dtype=...) -> Backend
 
 
-def default_factory(model: str, batch_size: int) -> Backend:
-    return load_backend(model, BackendOptions(batch_size=batch_size))
+def default_factory(model: str, batch_size: int, dtype: str | None = None) -> Backend:
+    return load_backend(model, BackendOptions(batch_size=batch_size, dtype=dtype))
 
 
 def file_hash(path: Path) -> str:
@@ -93,7 +93,8 @@ class Run:
         """Run ``fn`` unless done with the same input hash. Returns True if it ran."""
         from spar import __version__
 
-        inputs = {**inputs, "spar": __version__}  # a new spar may write different files
+        # A new spar, or another inference dtype, may write different files.
+        inputs = {**inputs, "spar": __version__, "dtype": self.cfg.dtype}
         h = hashlib.sha256(json.dumps({k: self._fingerprint(v) for k, v in inputs.items()}, sort_keys=True,
                                       default=str).encode()).hexdigest()[:16]
         rec = self.manifest["stages"].get(key)
@@ -123,7 +124,8 @@ class Run:
 
     def backend(self, model: str) -> Backend:
         if model not in self._backends:
-            self._backends[model] = self.factory(model, self.cfg.batch_size)
+            extra = {"dtype": self.cfg.dtype} if self.cfg.dtype else {}
+            self._backends[model] = self.factory(model, self.cfg.batch_size, **extra)
         return self._backends[model]
 
     def _stop(self, stage: str) -> bool:

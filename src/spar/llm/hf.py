@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, LogitsProcessorList
 
 from spar.llm import BackendError, BackendOptions, ChatLike, OnBatch, Sampling, as_dicts, cut_at_stop
+from spar.llm.kv import ATTENTION, reserve, share_prefix
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
            "fp16": torch.float16, "float16": torch.float16}
@@ -24,10 +25,20 @@ def pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX). torch keeps these
+    probes private, hence the getattr: a torch without them counts as no."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
+
+
 def pick_dtype(dtype: str | None, device: str) -> torch.dtype:
-    # bf16 on a CPU without native bf16 is ~12x slower than fp32 (measured on this 2-core machine).
+    """The dtype to run inference in. By default bf16 where the hardware computes in it natively
+    (CUDA; CPUs with AVX512-BF16 or AMX, where bf16 matmuls are ~4x faster than fp32 on the 2-core
+    machine of bench/README.md), fp32 elsewhere (a CPU without native bf16 emulates it, slowly)."""
     if dtype is None:
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        native = device.startswith("cuda") or (device == "cpu" and cpu_has_bf16())
+        return torch.bfloat16 if native else torch.float32
     if dtype not in _DTYPES:
         raise BackendError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}")
     return _DTYPES[dtype]
@@ -178,6 +189,10 @@ class HFBackend:
             except OSError as e:
                 raise BackendError(f"cannot load model {model!r}: {e}") from None
         self.model.eval()
+        # SDPA with a shared-prefix path for n samples (spar.llm.kv); other attentions keep n copies.
+        self._shared = self.model.config._attn_implementation == "sdpa"
+        if self._shared:
+            self.model.set_attn_implementation(ATTENTION)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -275,9 +290,14 @@ class HFBackend:
         pad = self.tokenizer.pad_token_id
         ids, mask, cache = self._prefill(batch)
         width = ids.shape[1]
-        if sampling.n > 1:  # one prefill for all n samples: copy the KV cache n times
-            cache.batch_repeat_interleave(sampling.n)
+        room = sampling.max_new_tokens + 1  # decode steps write into the cache in place
+        if sampling.n > 1:  # one prefill for all n samples: they share its cache, or get a copy each
+            if not (self._shared and share_prefix(cache, sampling.n, room)):
+                cache.batch_repeat_interleave(sampling.n)
+                reserve(cache, room)
             ids, mask = ids.repeat_interleave(sampling.n, 0), mask.repeat_interleave(sampling.n, 0)
+        else:
+            reserve(cache, room)
         kwargs = dict(
             max_new_tokens=sampling.max_new_tokens,
             num_return_sequences=1,

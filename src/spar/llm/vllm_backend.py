@@ -15,7 +15,9 @@ class VLLMBackend:
             raise BackendError("the vllm backend needs the extra: pip install 'spar-lm[vllm]' (on a GPU machine)") from None
         self.options = options or BackendOptions()
         self.name = f"vllm:{model}"
-        self.llm = LLM(model=model, dtype=self.options.dtype or "auto",
+        names = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # spar's short names, vLLM's long ones
+        dtype = names.get(self.options.dtype or "", self.options.dtype or "auto")
+        self.llm = LLM(model=model, dtype=dtype,
                        tensor_parallel_size=int(self.options.extra.get("tensor_parallel_size", 1)))
 
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]:
