@@ -9,8 +9,7 @@ from spar.llm.hf import NucleusSampler
 
 
 def kept_mask(sampler: NucleusSampler, scores: torch.Tensor) -> torch.Tensor:
-    idx, vals = sampler.kept(scores)
-    return torch.zeros_like(scores, dtype=torch.bool).scatter_(1, idx.contiguous(), vals > 0)
+    return sampler.kept(scores)
 
 
 @pytest.mark.parametrize("scale", [1.0, 3.0, 10.0, 30.0])  # flat (fallback to a full sort) .. peaked
@@ -30,7 +29,12 @@ def test_the_fallback_rows_and_the_fast_rows_mix_in_one_batch():
     scores = torch.randn(6, 2000, generator=gen)
     scores[::2] *= 40  # peaked rows: top 32 reach top_p; flat rows: they do not
     ref = TopPLogitsWarper(0.9)(None, scores.clone())
-    assert torch.equal(kept_mask(NucleusSampler(1.0, 0.9, first_k=32), scores), torch.softmax(ref, -1) > 0)
+    sampler = NucleusSampler(1.0, 0.9, first_k=32)
+    assert [len(rows) for rows, _, _ in sampler.parts(scores)] == [3, 3]  # fast rows, then the sorted ones
+    assert torch.equal(kept_mask(sampler, scores), torch.softmax(ref, -1) > 0)
+    torch.manual_seed(0)
+    picks = sampler(None, scores).argmax(-1)  # each row draws from its own kept set
+    assert bool(kept_mask(sampler, scores).gather(1, picks[:, None]).all())
 
 
 def test_leaves_one_finite_token_per_row_drawn_from_the_kept_set():

@@ -140,33 +140,48 @@ class NucleusSampler(LogitsProcessor):
             raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
         self.temperature, self.top_p, self.first_k = temperature, top_p, first_k
 
-    def kept(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per row: candidate token ids (best first) and their probabilities, zero where top-p cuts.
-
-        A token is kept when the probability of the tokens ranked above it is below top_p, which is
-        transformers' rule (it drops the tokens whose ascending cumulative mass is <= 1 - top_p).
+    def parts(self, scores: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
+        """The rows in groups, each (row numbers, candidate token ids best first or None for the
+        whole vocabulary in order, their probabilities with zeros where top-p cuts): the rows whose
+        top `first_k` reach top_p, and the others, sorted in full. Only the latter pay for the
+        vocabulary. A token is kept when the probability of the tokens ranked above it is below
+        top_p, which is transformers' rule (it drops the tokens whose ascending cumulative mass is
+        <= 1 - top_p).
         """
         probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        rows = torch.arange(len(probs), device=probs.device)
         if self.top_p >= 1.0:  # no cut: every token, as it is
-            return torch.arange(probs.shape[-1], device=probs.device).expand_as(probs), probs
+            return [(rows, None, probs)]
         k = min(self.first_k, probs.shape[-1])
         vals, idx = torch.topk(probs, k, dim=-1)
         short = vals.sum(-1) < self.top_p  # the top k do not reach top_p: these rows need every token
-        if k < probs.shape[-1] and bool(short.any()):
-            full_vals, full_idx = torch.sort(probs[short], dim=-1, descending=True)
-            pad = probs.shape[-1] - k
-            vals = torch.cat([vals, vals.new_zeros(len(vals), pad)], dim=-1)
-            idx = torch.cat([idx, idx.new_zeros(len(idx), pad)], dim=-1)
-            vals[short], idx[short] = full_vals, full_idx
+        if k == probs.shape[-1] or not bool(short.any()):
+            return [(rows, idx, self._cut(vals))]
+        full_vals, full_idx = torch.sort(probs[short], dim=-1, descending=True)
+        return [(rows[~short], idx[~short], self._cut(vals[~short])), (rows[short], full_idx, self._cut(full_vals))]
+
+    def _cut(self, vals: torch.Tensor) -> torch.Tensor:
         above = vals.cumsum(-1) - vals  # mass of the tokens ranked above each one
         # The best token always stays: nothing ranks above it, and top_p > 0.
-        return idx, torch.where(above < self.top_p, vals, torch.zeros_like(vals))
+        return torch.where(above < self.top_p, vals, torch.zeros_like(vals))
+
+    def kept(self, scores: torch.Tensor) -> torch.Tensor:
+        """Which tokens each row may draw (rows x vocabulary, boolean)."""
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        for rows, idx, vals in self.parts(scores):
+            if idx is None:
+                mask[rows] = vals > 0
+            else:
+                mask[rows] = mask[rows].scatter(1, idx, vals > 0)
+        return mask
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        idx, vals = self.kept(scores)
-        pick = idx.gather(1, torch.multinomial(vals, 1))
         out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(1, pick, 0.0)
+        for rows, idx, vals in self.parts(scores):
+            if len(rows):
+                pick = torch.multinomial(vals, 1)
+                out[rows, (pick if idx is None else idx.gather(1, pick)).squeeze(1)] = 0.0
+        return out
 
 
 class HFBackend:
