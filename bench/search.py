@@ -3,7 +3,7 @@ together) vs --sequential (one request per node and one per vote, as the referen
 does): pairs and tree nodes (refinements, each judged or found in the tree's judgment cache) per
 minute. bench/strategies.py compares the strategies.
 
-Prints a table and, last, one JSON line.   python bench/search.py [--negatives 6] [--repeats 3] [--batch-size 64]
+Prints a table and, last, one JSON line.   python bench/search.py [--negatives 6] [--warmup 1] [--repeats 3] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--negatives", type=int, default=6)
     ap.add_argument("--repeats", type=int, default=3, help="runs of the batched search (their mean is counted)")
+    ap.add_argument("--warmup", type=int, default=1, help="uncounted batched runs first")
     ap.add_argument("--batch-size", type=int, default=64,
                     help="sequences per forward pass: 64 runs a step's 54 judge votes as one batch")
     args = ap.parse_args()
@@ -67,7 +68,11 @@ def main() -> None:
     rs = RefineSampling(max_new_tokens=48, seed=0)
     # The batched search is short (~25 s here), so one slow spell of this shared machine moves it by
     # 10-20%: it runs `--repeats` times (the same seeded trees each time) and counts the mean, which
-    # weighs slow spells as the one long sequential run does.
+    # weighs slow spells as the one long sequential run does. Before them, `--warmup` uncounted runs:
+    # a fresh process runs its first searches slower (28.1 and 20.6 s, then 23.2/21.6 and
+    # 18.6/17.0 in two runs), and the sequential run, which comes last, is warm all through.
+    for _ in range(args.warmup):
+        fig.setdefault("warmup_seconds", []).append(round(timed_search(backend, negs, jcfg, scfg, rs, False)[1], 1))
     for name, seq, runs in (("batched", False, args.repeats), ("sequential", True, 1)):
         times, prefill = [], []
         for _ in range(runs):
