@@ -1,6 +1,7 @@
 """transformers backend: batched generation with left padding; spar runs the prefill itself so that
 n completions share one prefill and prompts that begin alike share the prefill of their common
-prefix (prefill_plan), then lets generate decode; sampling is NucleusSampler's."""
+prefix (prefill_plan), then lets generate decode with spar's KV cache (spar.llm.kv: room to grow,
+and one copy of a prompt for its n samples); sampling is NucleusSampler's."""
 
 from __future__ import annotations
 

@@ -159,6 +159,10 @@ def shared_prefix_attention(module, query: torch.Tensor, key: torch.Tensor, valu
     if shared is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    extras = [k for k in ("position_bias", "softcap", "s_aux") if kwargs.get(k) is not None]
+    if extras or dropout:
+        raise RuntimeError(f"shared-prefix attention does not implement {extras or ['dropout']}; this model "
+                           "needs its n samples decoded from copies of the prompt's cache")
     pk, pv, n = shared
     b, hq, q_len, d = query.shape
     r, h, lp, _ = pk.shape
