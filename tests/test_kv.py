@@ -106,3 +106,10 @@ def test_dtype_default_follows_the_hardware(monkeypatch):
     monkeypatch.setattr(kv.torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
     assert pick_dtype(None, "cpu") == torch.float32
     assert pick_dtype("fp32", "cuda") == torch.float32 and pick_dtype(None, "cuda") == torch.bfloat16
+
+
+def test_a_shared_prefix_cache_refuses_reordering():
+    pk, pv = states(2, 4)
+    layer = kv.SharedPrefixLayer(pk, pv, n=2, room=3)
+    with pytest.raises(RuntimeError, match="fixed batch"):
+        layer.batch_select_indices(torch.tensor([0]))

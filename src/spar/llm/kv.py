@@ -102,7 +102,7 @@ class SharedPrefixLayer(DynamicLayer):
         return self.keys, self.values
 
     def _fixed(self, *args, **kwargs):
-        raise NotImplementedError("a SharedPrefixLayer decodes a fixed batch; it cannot be reordered or cropped")
+        raise RuntimeError("a SharedPrefixLayer decodes a fixed batch; it cannot be reordered or cropped")
 
     batch_repeat_interleave = batch_select_indices = crop = reorder_cache = _fixed
 
