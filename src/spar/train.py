@@ -35,7 +35,7 @@ class TrainSettings:
     lora_alpha: int = 32
     merge_lora: bool = False  # save a merged full model instead of the adapter
     gradient_checkpointing: bool = False
-    dtype: str | None = None  # None: bf16 where the device supports it, fp32 on CPU (bf16 is ~12x slower there)
+    dtype: str | None = None  # None: bf16 on GPUs that support it, fp32 on CPU (bf16 training there not measured)
     logging_steps: int = 1
     report_to: list[str] = field(default_factory=list)  # e.g. ["tensorboard"] or ["wandb"]
     seed: int = 0
