@@ -63,9 +63,9 @@ class ReservedLayer(DynamicLayer):
         return self.keys, self.values
 
 
-class SharedPrefixLayer(DynamicLayer):
+class SharedPrefixLayer(ReservedLayer):
     """The prompt's keys/values once per prompt (R rows) and, per sample (R*n rows, prompt r's
-    samples at rows r*n .. r*n+n-1), the positions decoded after it, in a buffer with room.
+    samples at rows r*n .. r*n+n-1), the positions decoded after it: a ReservedLayer's buffer.
 
     `update` returns the per-sample part, tagged with the prefix for shared_prefix_attention. On a
     CPU the layer keeps fp32 (its flash kernel is faster in fp32 than in bf16 for these shapes).
@@ -73,33 +73,19 @@ class SharedPrefixLayer(DynamicLayer):
     """
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, n: int, room: int):
-        super().__init__()
-        store = torch.float32 if keys.device.type == "cpu" else keys.dtype
-        self.lazy_initialization(keys, values)
-        self.prefix = (keys.to(store), values.to(store))
+        super().__init__(room)
+        self.store = torch.float32 if keys.device.type == "cpu" else keys.dtype
+        self.lazy_initialization(keys, values)  # the per-sample part starts empty
+        self.prefix = (keys.to(self.store), values.to(self.store))
         self.n = n
-        r, h, _, d = keys.shape
-        self._k = keys.new_empty(r * n, h, max(1, room), d, dtype=store)
-        self._v = values.new_empty(r * n, h, max(1, room), values.shape[-1], dtype=store)
-        self.filled = 0
-        self.keys, self.values = self._k[:, :, :0], self._v[:, :, :0]
 
     def get_seq_length(self) -> int:
         return self.prefix[0].shape[-2] + self.filled
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        end = self.filled + key_states.shape[-2]
-        if end > self._k.shape[-2]:  # out of room: a buffer twice the size
-            k = self._k.new_empty(*self._k.shape[:2], max(end, 2 * self._k.shape[-2]), self._k.shape[-1])
-            v = self._v.new_empty(*self._v.shape[:2], k.shape[2], self._v.shape[-1])
-            k[:, :, :self.filled], v[:, :, :self.filled] = self.keys, self.values
-            self._k, self._v = k, v
-        self._k[:, :, self.filled:end] = key_states
-        self._v[:, :, self.filled:end] = value_states
-        self.filled = end
-        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
-        self.keys.spar_prefix = (*self.prefix, self.n)
-        return self.keys, self.values
+        keys, values = super().update(key_states.to(self.store), value_states.to(self.store))
+        keys.spar_prefix = (*self.prefix, self.n)
+        return keys, values
 
     def _fixed(self, *args, **kwargs):
         raise RuntimeError("a SharedPrefixLayer decodes a fixed batch; it cannot be reordered or cropped")
