@@ -23,11 +23,13 @@ def script(chat, sampling, k):
     """Same chat + sample index -> same text, whatever the batching or the order of calls."""
     i = sampling.seed + k
     text = "\n".join(m["content"] for m in chat)
-    if any("Rewrite the response" in m["content"] for m in chat):
-        return f"refined {_h(text, i) % 97} no commas here[[end]]"
+    if any("Rewrite the response" in m["content"] for m in chat):  # a minimal edit: the commas out, a word changed
+        parent = text.split("[Response]\n", 1)[1].split("\n\nFirst say", 1)[0]
+        return f"{parent.replace(',', '')} v{_h(text, i) % 97}[[end]]"
     if "Final judgement" in text:
         return "Final judgement: " + ("Yes" if _h(text, i) % 3 else "No")
-    return f"answer {_h(text, i) % 1000}" + (", with a comma" if _h(text, i, "c") % 2 else "")
+    return (f"answer {_h(text, i) % 1000}: the keeper climbed the stairs every night and cleaned the lamp while the "
+            "town slept" + (", with a comma" if _h(text, i, "c") % 2 else ""))
 
 
 def factory(delay: float):
@@ -38,12 +40,14 @@ def factory(delay: float):
 
     def make(model, bs, **options):
         made.append(options)
+        models.append(model)
         return Slow(script)
 
     return make
 
 
 made: list[dict] = []  # the options each backend was made with
+models: list[str] = []  # the model string of each backend made
 
 
 def config(**over):

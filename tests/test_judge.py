@@ -73,6 +73,10 @@ def test_modes():
     # hybrid: the checker overrides the vote on verifiable constraints
     j = judge(yes, [_prompt(NO_COMMA)], ["Tea, hot."], cfg("hybrid"))[0]
     assert j.follows is False and j.checks == [False] and j.value <= 0.5 and "NOT met" in j.rationale
+    # hybrid: passing every checker is not enough, the vote must also say the task is done
+    assert judge(no, [_prompt(NO_COMMA)], ["Tea is hot."], cfg("hybrid"))[0].follows is False
+    assert judge(yes, [_prompt(NO_COMMA)], ["Tea is hot."], cfg("hybrid"))[0].follows is True
+    assert "does the task itself" in judge_chat("Do X.", "Y")[1].content
     # hybrid: the vote decides free constraints once the checks pass
     assert judge(no, [_prompt(NO_COMMA, FREE)], ["Tea is hot."], cfg("hybrid"))[0].follows is False
     assert judge(yes, [_prompt(NO_COMMA, FREE)], ["Tea is hot."], cfg("hybrid"))[0].follows is True

@@ -64,9 +64,14 @@ def test_pipeline_files_are_well_formed(tmp_path):
     H.run(tmp_path)
     pairs = [json.loads(x) for x in (tmp_path / "iter_1/dpo.jsonl").read_text().splitlines()]
     assert pairs, "the scripted run should solve some trees"
-    assert all(p["chosen"][0]["content"].startswith("refined") for p in pairs)
+    for p in pairs:  # the chosen answer is the rejected one, edited; its quality rides along
+        assert p["chosen"][0]["content"].startswith(p["rejected"][0]["content"].replace(",", "")[:6])
+        assert p["origin"]["guard"] == [] and p["origin"]["similarity"] > 0.5 and p["origin"]["machinery"] is None
     stats = json.loads((tmp_path / "iter_1/stats.json").read_text())
     assert stats["trees"] == len((tmp_path / "iter_1/trees.jsonl").read_text().splitlines())
+    assert stats["pairs"] == len(pairs) and set(stats["guard_rejected"]) == {"similarity", "machinery", "length"}
+    report = (tmp_path / "report.html").read_text()
+    assert "Pair quality" in report and "Drawn at random" in report
 
 
 def _rows(run_dir: Path) -> dict[str, list[str]]:
@@ -121,3 +126,28 @@ def test_recipe_errors_name_the_file_and_line(tmp_path):
     bad.write_text("name: [x\n")
     with pytest.raises(DataError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_the_bootstrap_stage_trains_the_refiner_that_iteration_1_uses(tmp_path, monkeypatch):
+    import spar.train
+
+    trained = []
+
+    def fake_sft(model, rows, out, settings):
+        trained.append((model, rows, settings))
+        (Path(out) / "model").mkdir(parents=True, exist_ok=True)
+        return Path(out) / "model", [{"loss": 1.0}]
+
+    monkeypatch.setattr(spar.train, "train_sft", fake_sft)
+    H.models.clear()
+    H.run(tmp_path, until="search", **{"bootstrap.refiner": "offline", "bootstrap.prompts": 16, "bootstrap.k": 3,
+                                       "judge.mode": "verifier"})
+    (model, rows, settings), = trained
+    assert settings.learning_rate == 2e-5 and settings.epochs == 2
+    assert rows == [json.loads(x) for x in (tmp_path / "iter_0/bootstrap.jsonl").read_text().splitlines()]
+    assert all(r["origin"]["kind"] == "refinement" and r["messages"][-1]["content"].startswith("[[start]]") for r in rows)
+    assert str(tmp_path / "iter_0/refiner/model") in H.models  # iteration 1 searches with the bootstrapped refiner
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    assert {"iter_0:bootstrap_sample", "iter_0:bootstrap_data", "iter_0:train_refiner"} <= set(manifest)
+    with pytest.raises(DataError, match="bootstrap.teacher"):
+        load_config(None, {"bootstrap.refiner": "teacher"})

@@ -21,13 +21,13 @@ def scripted(children: dict[str, list[str]], yes: dict[str, int], no_markers: se
         i = sampling.seed % 1000 + k  # sample index (retries add 1000 to the seed)
         last = chat[-1]["content"]
         if any("Rewrite the response" in m["content"] for m in chat):
-            parent = re.search(r"\[Response\]\n(.*?)\n\nGo through", chat[1]["content"], re.S).group(1)
+            parent = re.search(r"\[Response\]\n(.*?)\n\nFirst say", chat[1]["content"], re.S).group(1)
             kids = children.get(parent, [])
             text = kids[i] if i < len(kids) else f"{parent}.x{i}"
             if text in no_markers and sampling.seed < 1000:
                 return "forgot the markers"
             return f"Here you go.\n[[start]]{text}[[end]]" if prefill is False else f"{text}[[end]]"
-        resp = re.search(r"\[Response\]\n(.*?)\n\nGo through", last, re.S).group(1)
+        resp = re.search(r"\[Response\]\n(.*?)\n\nFirst say", last, re.S).group(1)
         return "Final judgement: Yes" if i < yes.get(resp, 0) else "Final judgement: No"
 
     return FakeBackend(script)
@@ -39,8 +39,9 @@ def negative(pid: str, response: str = "r") -> Negative:
                     judgment=Judgment(follows=False, votes=[False] * 5, rationale="No good.\nFinal judgement: No"))
 
 
-def run(backend, strategy="bfs", negs=None, sequential=False, prefill=True, **kw):
-    s = Searcher(backend, JudgeConfig(votes=VOTES, mode="llm"), SearchConfig(strategy=strategy, **kw),
+def run(backend, strategy="bfs", negs=None, sequential=False, prefill=True, guard=None, **kw):
+    """Strategy mechanics on one-letter texts: the guard (off unless given) would reject them all."""
+    s = Searcher(backend, JudgeConfig(votes=VOTES, mode="llm"), SearchConfig(strategy=strategy, guard=guard, **kw),
                  RefineSampling(prefill=prefill), sequential=sequential)
     return s.run(negs or [negative("p")]), s
 

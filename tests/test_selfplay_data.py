@@ -33,7 +33,8 @@ def tree(solved=True):
 
 
 def test_dpo_pairs_are_trl_conversational_rows():
-    (pair,) = dpo_pairs([tree(), tree(solved=False)], {"p": P})
+    (pair,), dropped = dpo_pairs([tree(), tree(solved=False)], {"p": P})
+    assert dropped == []
     assert pair.prompt == P.messages
     assert pair.rejected[0].content == "Tea is hot, green, good." and pair.chosen[0].content == "Tea is hot and green and good."
     assert pair.chosen[0].role == "assistant" and pair.origin["tree"] == "p#1"

@@ -1,4 +1,8 @@
-"""The real embedded model through negatives -> hybrid judge -> tree search -> a DPO row that TRL takes."""
+"""The real embedded model through negatives -> judge -> tree search -> a DPO row that TRL takes.
+
+The checkers judge and the guard is off: a 135M model's own votes are mostly unparseable and its
+refinements mostly rewrites, so either would leave this plumbing test without a pair to train on;
+the guard and the hybrid judge have logic tests of their own."""
 
 import random
 
@@ -26,17 +30,17 @@ def test_trees_get_solved_and_their_pair_trains_in_trl(embedded, tmp_path):
         c = Constraint(kind=kind, kwargs={}, text=SPECS[kind].render({}))
         prompts.append(Prompt(id=f"s{i}", messages=[Message(role="user", content=f"{task} {c.text}")], constraints=[c]))
     samples = embedded.generate([p.messages for p in prompts], Sampling(n=3, temperature=0.9, top_p=0.9, max_new_tokens=48, seed=1))
-    jcfg = JudgeConfig(votes=1, mode="hybrid", max_new_tokens=32)
+    jcfg = JudgeConfig(votes=1, mode="verifier", max_new_tokens=32)
     flat = [(p, k, t) for p, outs in zip(prompts, samples) for k, t in enumerate(outs)]
     js = judge(embedded, [p for p, _, _ in flat], [t for _, _, t in flat], jcfg)
     judged = [JudgedSample(id=p.id, index=k, response=t, judgment=j) for (p, k, t), j in zip(flat, js)]
     negatives = pick_negatives(prompts, judged, NegativeConfig())
     assert negatives, "with commas allowed nowhere, some of 12 samples should fail"
-    searcher = Searcher(embedded, jcfg, SearchConfig(strategy="bfs", budget=6, depth=2),
+    searcher = Searcher(embedded, jcfg, SearchConfig(strategy="bfs", budget=6, depth=2, guard=None),
                         RefineSampling(max_new_tokens=64, seed=rng.randint(0, 100)))
     trees = searcher.run(negatives)
     assert any(t.solved for t in trees), [[n.response for n in t.nodes] for t in trees]
-    pairs = dpo_pairs(trees, {p.id: p for p in prompts})
+    pairs, _ = dpo_pairs(trees, {p.id: p for p in prompts}, None)
     assert pairs
 
     from spar.llm.embedded import embedded_model_path

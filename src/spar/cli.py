@@ -224,26 +224,33 @@ def search(
     votes: Annotated[int, typer.Option(help="judge votes per node")] = 5,
     mode: Annotated[str, typer.Option(help="judge mode: llm | verifier | hybrid")] = "hybrid",
     sequential: Annotated[bool, typer.Option("--sequential", help="one node and one vote per request (slow; for comparison)")] = False,
+    guard: Annotated[bool, typer.Option("--guard/--no-guard", help="accept only refinements that stay the same answer: similar to the parent, free of prompt machinery, of similar length")] = True,
+    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity to the parent at least this (rapidfuzz ratio / 100)")] = 0.5,
+    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor of the parent's, either way")] = 2.0,
     max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement and per judge reply")] = 384,
     batch_size: Annotated[int, typer.Option(help="sequences per forward pass (hf backend)")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     dtype: DtypeOpt = None,
 ):
     """Refine failed answers by tree search until the judge accepts one; saves every tree whole."""
+    from spar.roles.guard import GuardConfig
     from spar.roles.judge import JudgeConfig
     from spar.search.driver import RefineSampling, Searcher
     from spar.search.stage import search_file
     from spar.search.strategies import SearchConfig
     from spar.selfplay.data import search_stats
 
-    cfg = SearchConfig(strategy=strategy, branch=branch, select=select, depth=depth, budget=budget)  # type: ignore[arg-type]
+    cfg = SearchConfig(strategy=strategy, branch=branch, select=select, depth=depth, budget=budget,  # type: ignore[arg-type]
+                       guard=GuardConfig(min_similarity, max_length_ratio) if guard else None)
     jcfg = JudgeConfig(votes=votes, mode=mode, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
     searcher = Searcher(_backend(model, batch_size, dtype=dtype), jcfg, cfg, RefineSampling(max_new_tokens=max_new_tokens, seed=seed),
                         sequential=sequential)
     trees = search_file(searcher, input, output)
     st = search_stats(trees)
     typer.echo(f"wrote {len(trees)} trees to {output}: {st.solved} solved ({100 * st.success_rate:.1f}%), "
-               f"mean expanded per solved tree {st.mean_expanded_solved}, mean solution depth {st.mean_solution_depth}", err=True)
+               f"mean expanded per solved tree {st.mean_expanded_solved}, mean solution depth {st.mean_solution_depth}; "
+               f"{st.refinements} refinements, {st.judged_yes} accepted by the judge, of which {st.guard_rejected_judged_yes} "
+               f"failed the guard; guard rejections {st.guard_rejected}", err=True)
 
 
 @tree_app.command("show")
@@ -267,6 +274,102 @@ def tree_show(
         Console().print(render(t))
 
 
+bootstrap_app = typer.Typer(help="Teach the refiner to edit before self-play: data from broken-and-restored answers or a teacher.",
+                            no_args_is_help=True)
+app.add_typer(bootstrap_app, name="bootstrap")
+
+
+@bootstrap_app.command("refiner")
+@friendly
+def bootstrap_refiner(
+    input: Annotated[Path, typer.Option("--input", "-i", help="samples JSONL from `spar generate` (a run's iter_1/samples.jsonl will do)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="refiner SFT rows ({messages, origin}) for `spar train sft`")],
+    eval_out: Annotated[Optional[Path], typer.Option(help="held-out breaks as negatives, for `spar bootstrap eval`")] = None,
+    heldout_kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds never broken in training data (their breaks go to --eval-out)")] = None,
+    eval_share: Annotated[float, typer.Option(help="share of prompts whose breaks go to --eval-out")] = 0.2,
+    per_answer: Annotated[int, typer.Option(help="broken copies per answer, each breaking another constraint")] = 2,
+    extra: Annotated[int, typer.Option(help="constraints an answer happens to meet, added to its prompt")] = 2,
+    judgments: Annotated[bool, typer.Option("--judgments/--no-judgments", help="also judgment rows (broken -> No, original -> Yes; off: the checkers vouch for the constraints, not for the task)")] = False,
+    teacher: Annotated[Optional[str], typer.Option(help="model string of a stronger model: it judges and refines instead (the paper's way)")] = None,
+    votes: Annotated[int, typer.Option(help="with --teacher: judge votes per answer")] = 1,
+    budget: Annotated[int, typer.Option(help="with --teacher: judged refinements per failed answer")] = 6,
+    max_new_tokens: Annotated[int, typer.Option(help="with --teacher: tokens per judge reply and refinement")] = 512,
+    seed: Annotated[int, typer.Option(help="seed of the breaks (offline) or sampling (teacher)")] = 0,
+):
+    """Build refiner SFT data: offline by breaking one constraint of answers that meet it, or with a --teacher."""
+    import collections
+
+    from spar.io import read_jsonl, refuse_same_path, write_jsonl
+    from spar.selfplay import bootstrap as B
+    from spar.types import Completion
+
+    refuse_same_path(input, out, eval_out)
+    rows = read_jsonl(input, Completion)
+    if teacher:
+        from spar.roles.guard import GuardConfig
+        from spar.roles.judge import JudgeConfig
+        from spar.search.driver import RefineSampling
+        from spar.search.strategies import SearchConfig
+
+        sft = B.teacher_rows(_backend(teacher), rows, JudgeConfig(votes=votes, mode="hybrid", max_new_tokens=max_new_tokens, seed=seed),
+                             SearchConfig(strategy="bfs", budget=budget, guard=GuardConfig()),
+                             RefineSampling(max_new_tokens=max_new_tokens, seed=seed), seed=seed)
+        write_jsonl(out, sft)
+        typer.echo(f"wrote {len(sft)} rows to {out}", err=True)
+        return
+    cfg = B.BootstrapConfig(per_answer=per_answer, extra=extra, judgments=judgments, eval_share=eval_share, seed=seed,
+                            heldout_kinds=tuple(k.strip() for k in (heldout_kinds or "").split(",") if k.strip()))
+    train, held = B.offline_examples(rows, cfg)
+    if not train:
+        raise ValueError(f"{input}: no answer meets a constraint that can be broken; nothing to learn from")
+    write_jsonl(out, B.sft_rows(train, cfg.judgments))
+    if eval_out:
+        write_jsonl(eval_out, B.split_heldout(held, cfg))
+    kinds = collections.Counter(x.kind for x in train)
+    typer.echo(f"wrote {len(train)} break-and-restore examples ({len(B.sft_rows(train, cfg.judgments))} rows) to {out}"
+               + (f", {len(held)} held-out breaks to {eval_out}" if eval_out else "") + "; breaks per kind: "
+               + ", ".join(f"{k.split(':')[1]} {n}" for k, n in kinds.most_common()), err=True)
+
+
+@bootstrap_app.command("eval")
+@friendly
+def bootstrap_eval(
+    input: Annotated[Path, typer.Option("--input", "-i", help="held-out breaks from `spar bootstrap refiner --eval-out`")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="trees JSONL (per item); the report goes beside it as .json")],
+    model: ModelOpt = "embedded",
+    strategy: Annotated[str, typer.Option(help="greedy (one refinement) or bfs, dfs, best_of_n, iterative")] = "greedy",
+    budget: Annotated[int, typer.Option(help="judged refinements per break at most")] = 1,
+    min_similarity: Annotated[float, typer.Option(help="guard: similarity to the answer refined")] = 0.5,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement")] = 256,
+    batch_size: Annotated[int, typer.Option(help="sequences per forward pass")] = 16,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    dtype: DtypeOpt = None,
+):
+    """How well a refiner repairs held-out breaks: repaired (checkers pass, guard passes) per group and kind."""
+    import json
+
+    from spar.io import read_jsonl, refuse_same_path, write_text
+    from spar.roles.guard import GuardConfig
+    from spar.roles.judge import JudgeConfig
+    from spar.search.driver import RefineSampling, Searcher
+    from spar.search.stage import search_file
+    from spar.search.strategies import SearchConfig
+    from spar.selfplay.bootstrap import refiner_report
+    from spar.types import Negative
+
+    report_path = output.with_suffix(".json")
+    refuse_same_path(input, output, report_path)
+    cfg = SearchConfig(strategy=strategy, budget=budget, branch=min(3, budget), guard=GuardConfig(min_similarity))  # type: ignore[arg-type]
+    searcher = Searcher(_backend(model, batch_size, dtype=dtype), JudgeConfig(votes=1, mode="verifier"), cfg,
+                        RefineSampling(max_new_tokens=max_new_tokens, seed=seed))
+    trees = search_file(searcher, input, output)
+    report = {"model": model, "strategy": strategy, "budget": budget, "groups": refiner_report(trees, read_jsonl(input, Negative))}
+    write_text(report_path, json.dumps(report, indent=1) + "\n")
+    for name, g in report["groups"].items():
+        typer.echo(f"{name:60s} {g['repaired']:4d}/{g['n']:<4d} repaired  ({g['checker_pass']} past the checkers, "
+                   f"mean similarity {g['mean_similarity']}, {g['machinery']} with machinery)", err=True)
+
+
 train_app = typer.Typer(help="Train a model with TRL: sft (completion-only) or dpo (+ SFT term on chosen).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
@@ -279,7 +382,13 @@ def _overrides(values: Optional[list[str]]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set takes KEY=VALUE (e.g. search.budget=6), got {item!r}")
-        out[key] = yaml.safe_load(raw)
+        value = yaml.safe_load(raw)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[key] = value
     return out
 
 
@@ -360,7 +469,7 @@ def iterate(
     config: Annotated[Optional[Path], typer.Option(help="recipe YAML, e.g. recipes/smollm2-135m/demo.yaml")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>); rerun to resume")] = None,
     iterations: Annotated[Optional[int], typer.Option(help="self-play iterations (overrides the recipe)")] = None,
-    until: Annotated[Optional[str], typer.Option(help="stop after this stage: prompts, sample, judge, negatives, search, data, train_actor, train_refiner, eval")] = None,
+    until: Annotated[Optional[str], typer.Option(help="stop after this stage: prompts, bootstrap, sample, judge, negatives, search, data, train_actor, train_refiner, eval")] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe value, KEY=VALUE (repeatable), e.g. search.budget=6")] = None,
 ):
     """Run SPaR self-play iterations: sample -> judge -> search -> data -> train actor/refiner -> eval.

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -51,6 +51,16 @@ class SearchCfg(Section):
     temperature: float = Field(0.9, ge=0)
     max_new_tokens: int = Field(512, ge=1)
     prefill: bool = True
+    # the guard (spar.roles.guard): an accepted refinement, and the chosen answer of a pair, must
+    # stay the same answer as its parent / the rejected answer
+    guard: bool = True
+    min_similarity: float = Field(0.5, ge=0, le=1)  # case-folded rapidfuzz ratio / 100
+    max_length_ratio: float = Field(2.0, ge=1)  # length within this factor of the parent's, either way
+
+    def guard_config(self):
+        from spar.roles.guard import GuardConfig
+
+        return GuardConfig(self.min_similarity, self.max_length_ratio) if self.guard else None
 
 
 class RFTCfg(Section):
@@ -62,6 +72,19 @@ class TrainCfg(Section):
     """Passed to spar.train.TrainSettings (see its fields); unknown keys are rejected there."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class BootstrapCfg(Section):
+    """Iteration 0: teach the refiner to edit before self-play (spar.selfplay.bootstrap)."""
+
+    refiner: Literal["none", "offline", "teacher"] = "none"
+    teacher: str | None = None  # model string of the teacher, with refiner=teacher
+    prompts: int = Field(64, ge=1)  # procedural prompts (their own seed) whose answers are broken and restored
+    k: int = Field(4, ge=1)  # answers per prompt
+    per_answer: int = Field(2, ge=1)  # broken copies per answer
+    extra: int = Field(2, ge=0)  # constraints an answer happens to meet, added to its prompt
+    budget: int = Field(6, ge=1)  # teacher: judged refinements per failed answer
+    train: TrainCfg = TrainCfg(learning_rate=2e-5, epochs=2, max_length=768)
 
 
 class EvalCfg(Section):
@@ -89,7 +112,14 @@ class RunConfig(Section):
     rft: RFTCfg = RFTCfg()
     train_actor: TrainCfg = TrainCfg()
     train_refiner: TrainCfg = TrainCfg(learning_rate=1e-6)
+    bootstrap: BootstrapCfg = BootstrapCfg()
     eval: EvalCfg = EvalCfg()
+
+    @model_validator(mode="after")
+    def _teacher(self) -> "RunConfig":
+        if self.bootstrap.refiner == "teacher" and not self.bootstrap.teacher:
+            raise ValueError("bootstrap.refiner=teacher needs bootstrap.teacher (a model string)")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -132,9 +162,12 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         raise DataError(f"{where}: {loc}: {err['msg']}") from None
     from spar.train import TrainSettings
 
-    for section in ("train_actor", "train_refiner"):
+    for section in ("train_actor", "train_refiner", "bootstrap.train"):
         try:
-            TrainSettings.from_dict(getattr(cfg, section).model_dump())
+            node = cfg
+            for part in section.split("."):
+                node = getattr(node, part)
+            TrainSettings.from_dict(node.model_dump())
         except (ValueError, TypeError) as e:
             raise DataError(f"{path or 'config'}: {section}: {e}") from None
     return cfg

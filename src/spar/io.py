@@ -168,3 +168,11 @@ class Appender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def refuse_same_path(input: str | Path, *outputs: str | Path | None) -> None:
+    """Refuse, before anything is written, an output that is the input file: it would be destroyed."""
+    src = Path(input).resolve()
+    for out in outputs:
+        if out is not None and Path(out).resolve() == src:
+            raise DataError(f"{out}: the output is the input file; choose another path")

@@ -25,7 +25,7 @@ from spar.llm import Backend, BackendOptions, Sampling, load_backend
 from spar.progress import console
 from spar.types import JudgedSample, Negative, Prompt, Tree
 
-STAGES = ("prompts", "sample", "judge", "negatives", "search", "data", "train_actor", "train_refiner", "eval")
+STAGES = ("prompts", "bootstrap", "sample", "judge", "negatives", "search", "data", "train_actor", "train_refiner", "eval")
 BackendFactory = Callable[..., Backend]  # (model, batch_size, dtype=...) -> Backend
 
 
@@ -141,6 +141,8 @@ class Run:
         if self.cfg.eval.heldout or self.cfg.eval.ifeval_data:
             if not self._stop("eval"):
                 self.eval_stage(0, actor)
+        if self.cfg.bootstrap.refiner != "none" and not self._stop("bootstrap"):
+            refiner = self.bootstrap_stage(actor, refiner)
         for t in range(1, self.cfg.iterations + 1):
             actor, refiner = self.iteration(t, actor, refiner)
             if self._stop("sample"):
@@ -169,6 +171,51 @@ class Run:
 
         inputs = {"cfg": c.model_dump(), "seed": self.cfg.seed, "file": Path(c.path) if c.path else None}
         self.stage("prompts", inputs, [train, held], go)
+
+    def bootstrap_stage(self, actor: str, refiner: str) -> str:
+        """Iteration 0: answers to prompts of its own, broken and restored (or refined by a teacher),
+        as SFT data for the refiner; returns the bootstrapped refiner."""
+        from spar.generate import generate_file
+        from spar.selfplay import bootstrap as B
+        from spar.types import Completion
+
+        c, b, d = self.cfg, self.cfg.bootstrap, self.dir / "iter_0"
+        seed = c.seed + 7919  # prompts and samples apart from the training prompts'
+        samples, data = d / "bootstrap_samples.jsonl", d / "bootstrap.jsonl"
+        s = c.sample
+
+        def sample() -> None:
+            from spar.constraints.procedural import build_prompts
+
+            prompts = build_prompts(b.prompts, "train", seed, c.prompts.min_constraints, c.prompts.max_constraints)
+            generate_file(self.backend(actor), prompts, samples, Sampling(n=b.k, temperature=s.temperature, top_p=s.top_p,
+                                                                            max_new_tokens=s.max_new_tokens, seed=seed),
+                          chunk=c.batch_size, show=self.show)
+
+        self.stage("iter_0:bootstrap_sample", {"actor": self._model_id(actor), "cfg": b.model_dump(exclude={"train"}),
+                                               "sample": s.model_dump(), "seed": seed}, [samples], sample, resumable=True)
+
+        def build() -> None:
+            rows = read_jsonl(samples, Completion)
+            if b.refiner == "teacher":
+                from spar.roles.judge import JudgeConfig
+                from spar.search.driver import RefineSampling
+                from spar.search.strategies import SearchConfig
+
+                sc = c.search
+                out = B.teacher_rows(self.backend(b.teacher), rows,
+                                     JudgeConfig(votes=c.judge.votes, mode="hybrid", max_new_tokens=c.judge.max_new_tokens, seed=seed),
+                                     SearchConfig(strategy=sc.strategy, budget=b.budget, guard=sc.guard_config()),
+                                     RefineSampling(temperature=sc.temperature, max_new_tokens=sc.max_new_tokens, seed=seed), seed)
+            else:
+                train, _ = B.offline_examples(rows, B.BootstrapConfig(per_answer=b.per_answer, extra=b.extra, eval_share=0.0,
+                                                                      seed=seed))
+                out = B.sft_rows(train)
+            write_jsonl(data, out)
+
+        self.stage("iter_0:bootstrap_data", {"samples": samples, "cfg": b.model_dump(exclude={"train"}),
+                                             "guard": c.search.guard_config(), "seed": seed}, [data], build)
+        return self._train("iter_0:train_refiner", "sft", refiner, data, d / "refiner", b.train.model_dump())
 
     def iteration(self, t: int, actor: str, refiner: str) -> tuple[str, str]:
         from spar.generate import generate_file
@@ -211,7 +258,8 @@ class Run:
         if self._stop("search"):
             return actor, refiner
         sc = c.search
-        searcher_cfg = SearchConfig(strategy=sc.strategy, branch=sc.branch, select=sc.select, depth=sc.depth, budget=sc.budget)
+        searcher_cfg = SearchConfig(strategy=sc.strategy, branch=sc.branch, select=sc.select, depth=sc.depth, budget=sc.budget,
+                                    guard=sc.guard_config())
         self.stage(f"{k}:search", {"negatives": negatives, "refiner": self._model_id(refiner), "cfg": sc.model_dump(),
                                    "judge": c.judge.model_dump(), "seed": seed},
                    [trees], lambda: search_file(Searcher(
@@ -224,12 +272,13 @@ class Run:
         def build() -> None:
             prompts = {p.id: p for p in read_prompts(prompts_path)}
             tr, judged = read_jsonl(trees, Tree), read_jsonl(judgments, JudgedSample)
-            write_jsonl(dpo, dpo_pairs(tr, prompts))
-            write_jsonl(rft, rft_examples(tr, judged, prompts, RFTConfig(c.rft.balance, c.rft.refinement_share, seed)))
-            write_text(stats, json.dumps(search_stats(tr, judged).as_dict(), indent=1) + "\n")
+            pairs, dropped = dpo_pairs(tr, prompts, sc.guard_config())
+            write_jsonl(dpo, pairs)
+            write_jsonl(rft, rft_examples(tr, judged, prompts, RFTConfig(c.rft.balance, c.rft.refinement_share, seed), pairs))
+            write_text(stats, json.dumps(search_stats(tr, judged, pairs, dropped).as_dict(), indent=1) + "\n")
 
         self.stage(f"{k}:data", {"trees": trees, "judgments": judgments, "prompts": prompts_path, "cfg": c.rft.model_dump(),
-                                 "seed": seed}, [dpo, rft, stats], build)
+                                 "guard": sc.guard_config(), "seed": seed}, [dpo, rft, stats], build)
         st = json.loads(stats.read_text())
         self.summary.update({f"{k}.trees": st["trees"], f"{k}.solved": st["solved"],
                              f"{k}.pairs": len(dpo.read_text().splitlines())})

@@ -30,6 +30,17 @@ def scores(run: Path) -> dict[str, dict[int, dict]]:
     return out
 
 
+EXAMPLES = 3  # example pairs per iteration
+
+
+def sample_pairs(rows: list[dict], k: int, seed: int) -> list[dict]:
+    """k rows drawn at random with a fixed seed (the same report every time), in file order."""
+    import random
+
+    idx = sorted(random.Random(seed).sample(range(len(rows)), min(k, len(rows))))
+    return [rows[i] for i in idx]
+
+
 def diff_html(rejected: str, chosen: str) -> tuple[str, str]:
     a, b = rejected.split(" "), chosen.split(" ")
     left, right = [], []
@@ -92,27 +103,42 @@ def write_report(run: str | Path) -> Path:
     else:
         parts.append("<p>No evaluation yet.</p>")
     parts.append("<h2>Tree search</h2><table><tr><th>iteration</th><th>trees</th><th>solved</th><th>success</th>"
-                 "<th>expanded / solved tree</th><th>solution depth</th><th>similarity refined pairs</th>"
-                 "<th>similarity independent samples</th></tr>")
+                 "<th>expanded / solved tree</th><th>solution depth</th><th>refinements</th><th>judged yes</th>"
+                 "<th>judged yes, not faithful</th><th>guard: similarity / machinery / length</th></tr>")
     fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    for t, d in _iters(run):
-        if (d / "stats.json").exists():
-            st = json.loads((d / "stats.json").read_text())
-            parts.append(f"<tr><td>{t}</td><td>{st['trees']}</td><td>{st['solved']}</td><td>{fmt(st['success_rate'])}</td>"
-                         f"<td>{fmt(st['mean_expanded_solved'])}</td><td>{fmt(st['mean_solution_depth'])}</td>"
-                         f"<td>{fmt(st['refined_pair_similarity'])}</td><td>{fmt(st['independent_pair_similarity'])}</td></tr>")
-    parts.append("</table><p>Similarity: rapidfuzz ratio / 100 (normalised Indel similarity).</p>")
-    parts.append("<h2>Example pairs</h2>")
+    stats = {t: json.loads((d / "stats.json").read_text()) for t, d in _iters(run) if (d / "stats.json").exists()}
+    for t, st in stats.items():
+        g = st.get("guard_rejected") or {}
+        parts.append(f"<tr><td>{t}</td><td>{st['trees']}</td><td>{st['solved']}</td><td>{fmt(st['success_rate'])}</td>"
+                     f"<td>{fmt(st['mean_expanded_solved'])}</td><td>{fmt(st['mean_solution_depth'])}</td>"
+                     f"<td>{fmt(st.get('refinements'))}</td><td>{fmt(st.get('judged_yes'))}</td>"
+                     f"<td>{fmt(st.get('guard_rejected_judged_yes'))}</td>"
+                     f"<td>{' / '.join(fmt(g.get(r)) for r in ('similarity', 'machinery', 'length'))}</td></tr>")
+    parts.append("</table><p>A refinement is faithful when it passes the guard: similar to its parent, free of the "
+                 "prompts' own machinery, of similar length (<code>spar.roles.guard</code>). Only faithful ones are "
+                 "accepted.</p>")
+    parts.append("<h2>Pair quality</h2><table><tr><th>iteration</th><th>pairs</th><th>dropped by the guard</th>"
+                 "<th>with machinery</th><th>similarity refined pairs (mean; min / 25% / median / 75% / max)</th>"
+                 "<th>similarity independent samples</th><th>length chosen / rejected (quartiles)</th></tr>")
+    q = lambda xs: " / ".join(f"{x:.2f}" for x in xs) if xs else "–"  # noqa: E731
+    for t, st in stats.items():
+        parts.append(f"<tr><td>{t}</td><td>{fmt(st.get('pairs'))}</td><td>{fmt(st.get('pairs_dropped'))}</td>"
+                     f"<td>{fmt(st.get('pairs_with_machinery'))}</td>"
+                     f"<td>{fmt(st['refined_pair_similarity'])}; {q(st.get('pair_similarity_quartiles'))}</td>"
+                     f"<td>{fmt(st['independent_pair_similarity'])}</td><td>{q(st.get('pair_length_ratio_quartiles'))}</td></tr>")
+    parts.append("</table><p>Similarity: rapidfuzz ratio / 100 (normalised Indel similarity). The paper's refined pairs "
+                 "are 0.90 alike against 0.85 for independent samples.</p>")
+    parts.append("<h2>Example pairs</h2><p>Drawn at random (seeded), not the first ones.</p>")
     shown = 0
     for t, d in _iters(run):
         if not (d / "dpo.jsonl").exists():
             continue
-        for line in (d / "dpo.jsonl").read_text().splitlines():
-            if shown == 3:
-                break
-            row = json.loads(line)
+        rows = [json.loads(line) for line in (d / "dpo.jsonl").read_text().splitlines() if line.strip()]
+        for row in sample_pairs(rows, EXAMPLES, seed=t):
             left, right = diff_html(row["rejected"][0]["content"], row["chosen"][0]["content"])
-            parts.append(f"<p><b>iteration {t}</b>: {html.escape(row['prompt'][-1]['content'])}</p>"
+            o = row.get("origin", {})
+            quality = ", ".join(f"{k} {o[k]}" for k in ("similarity", "length_ratio", "machinery", "depth") if k in o)
+            parts.append(f"<p><b>iteration {t}</b>: {html.escape(row['prompt'][-1]['content'])}<br><small>{html.escape(quality)}</small></p>"
                          f"<div class='pair'><div><b>rejected</b><br>{left}</div><div><b>chosen</b><br>{right}</div></div>")
             shown += 1
     if not shown:

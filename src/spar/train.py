@@ -69,7 +69,9 @@ def _precision(s: TrainSettings) -> dict[str, bool]:
     import torch
 
     if s.dtype == "bf16" or (s.dtype is None and torch.cuda.is_available() and torch.cuda.is_bf16_supported()):
-        return {"bf16": True, "fp16": False}
+        # On a CPU: fp32 weights and optimizer, matmuls under bf16 autocast (transformers needs use_cpu
+        # for that); pure bf16 weights would round away updates of lr ~1e-6 altogether.
+        return {"bf16": True, "fp16": False, **({} if torch.cuda.is_available() else {"use_cpu": True})}
     if s.dtype == "fp16":
         return {"bf16": False, "fp16": True}
     return {"bf16": False, "fp16": False}
@@ -145,7 +147,8 @@ def _load(model: str, s: TrainSettings):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     prec = _precision(s)
-    dtype = torch.bfloat16 if prec["bf16"] else (torch.float16 if prec["fp16"] else torch.float32)
+    dtype = torch.float32 if prec.get("use_cpu") else (
+        torch.bfloat16 if prec["bf16"] else (torch.float16 if prec["fp16"] else torch.float32))
     m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
     return m, tok
 

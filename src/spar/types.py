@@ -116,10 +116,17 @@ class Node(BaseModel):
     response: str
     judgment: Judgment | None = None
     reply: str = ""  # the refiner's raw reply that produced this node (empty for the root)
+    guard: list[str] = Field(default_factory=list)  # why it is not the same answer as its parent (spar.roles.guard)
+    similarity: float | None = None  # to its parent (case-folded ratio); None for the root or with the guard off
 
     @property
     def value(self) -> float:
         return self.judgment.value if self.judgment else 0.0
+
+    @property
+    def faithful(self) -> bool:
+        """Passed the guard (or none ran): may be accepted and expanded."""
+        return not self.guard
 
 
 class Tree(Record):

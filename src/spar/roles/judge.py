@@ -2,9 +2,10 @@
 
 - ``llm``: the model's majority vote decides.
 - ``verifier``: the checkers decide; a prompt with a free constraint is then unknown (None).
-- ``hybrid``: the checkers decide verifiable constraints, the vote decides free ones; a prompt
-  follows only if every constraint does. The vote is still taken (its rationale feeds the
-  refiner and the judge's training data).
+- ``hybrid``: the checkers decide verifiable constraints, the vote decides free ones and whether
+  the answer does the task itself (the judge prompt asks that first); an answer follows only if
+  every checker passes and the vote says yes. A checker sees its constraint, not the task: without
+  the vote, an off-task text that keeps the constraints would pass.
 
 Votes: ``votes`` samples from one request (``n=votes``). An unparseable reply is an abstention:
 stored as None and counted, never guessed. Tie policy: when yes and no votes are equal (all
@@ -21,7 +22,7 @@ from typing import Literal
 from spar.constraints.checkers import follows as check_follows
 from spar.constraints.checkers import is_verifiable
 from spar.llm import Backend, Sampling
-from spar.roles.templates import judge_chat, parse_judgement
+from spar.roles.templates import checklist, judge_chat, parse_judgement
 from spar.types import Judgment, Prompt
 
 Mode = Literal["llm", "verifier", "hybrid"]
@@ -66,9 +67,7 @@ def _agreeing(replies: Sequence[str], votes: Sequence[bool | None], label: bool 
 def _checker_rationale(prompt: Prompt, checks: list[bool]) -> str:
     """A rationale written from the checkers' verdicts, for when no vote agrees with them."""
     verifiable = [c for c in prompt.constraints if is_verifiable(c.kind)]
-    lines = [f"- {'met' if ok else 'NOT met'}: {c.text or c.kind}" for c, ok in zip(verifiable, checks)]
-    verdict = "Yes" if all(checks) else "No"
-    return "Checking each requirement:\n" + "\n".join(lines) + f"\nFinal judgement: {verdict}"
+    return checklist([(c.text or c.kind, ok) for c, ok in zip(verifiable, checks)])
 
 
 def verify(prompt: Prompt, response: str) -> tuple[list[bool], bool]:
@@ -97,13 +96,12 @@ def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode) -
         rationale = _checker_rationale(prompt, checks) if checks else ""
         return Judgment(follows=label, votes=[], rationale=rationale, by="verifier", checks=checks, score=score,
                         rationale_from_vote=False)
-    # hybrid
+    # hybrid: the checkers can fail an answer, but only the vote can say that it still does the task
+    # (a checker sees its constraint, not the task), so a pass needs the vote too.
     if not all(checks):
         label, score = False, 0.5 * passed
-    elif free:
-        label, score = vote, yes_share
     else:
-        label, score = True, 1.0
+        label, score = vote, yes_share
     rationale = _agreeing(replies, votes, label)
     from_vote = bool(rationale)
     if not rationale and checks:

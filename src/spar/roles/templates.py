@@ -18,13 +18,20 @@ JUDGE = """Read the instruction and the response below, then decide whether the 
 [Response]
 {response}
 
-Go through the instruction's requirements one at a time and check each against the response. Then end with a last line that reads exactly "Final judgement: Yes" if every requirement is met, or "Final judgement: No" if any is not."""
+First say whether the response does the task itself: it answers what was asked, on its topic. A response that does not is a No, whatever else it gets right. Then go through the instruction's requirements one at a time and check each against the response. End with a last line that reads exactly "Final judgement: Yes" if the task is done and every requirement is met, or "Final judgement: No" otherwise."""
 
 REFINE = """Rewrite the response so that it follows the instruction completely. Fix only what your review found wrong and keep everything else as it is.
 
 Put the rewritten response between the markers [[start]] and [[end]], and write nothing after [[end]]."""
 
 START, END = "[[start]]", "[[end]]"
+
+# Rationales written from the checkers' verdicts (verifier/hybrid modes, bootstrap data), and the
+# one the refiner is given when a node has no rationale at all.
+CHECKLIST_HEAD = "Checking each requirement:"
+CHECK_MET, CHECK_NOT_MET = "met", "NOT met"
+VERDICT = "Final judgement: {verdict}"
+FALLBACK_RATIONALE = "The response does not follow every part of the instruction.\n" + VERDICT.format(verdict="No")
 
 _FINAL = re.compile(r"final\s+judge?ment\s*[:：]\s*\**\s*(yes|no)\b", re.IGNORECASE)
 # the innermost span: no second opening marker between the two
@@ -40,6 +47,13 @@ def refine_chat(instruction: str, response: str, judgment_text: str) -> list[Mes
     """Multi-turn: the judge prompt, the judgment, then the request for a minimal rewrite."""
     return judge_chat(instruction, response) + [Message(role="assistant", content=judgment_text),
                                                Message(role="user", content=REFINE)]
+
+
+def checklist(items: list[tuple[str, bool]]) -> str:
+    """A rationale from per-requirement verdicts: (requirement text, met) -> checklist + verdict."""
+    lines = [f"- {CHECK_MET if ok else CHECK_NOT_MET}: {text}" for text, ok in items]
+    verdict = "Yes" if all(ok for _, ok in items) else "No"
+    return "\n".join([CHECKLIST_HEAD, *lines, VERDICT.format(verdict=verdict)])
 
 
 def parse_judgement(reply: str) -> bool | None:

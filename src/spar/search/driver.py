@@ -14,11 +14,9 @@ from dataclasses import dataclass
 
 from spar.llm import Backend, Sampling
 from spar.roles.judge import JudgeConfig, judge
-from spar.roles.templates import parse_refinement, refine_chat, refine_prefill
+from spar.roles.templates import FALLBACK_RATIONALE, parse_refinement, refine_chat, refine_prefill
 from spar.search.strategies import RUNNERS, Judge, Refine, SearchConfig, TreeBuilder
 from spar.types import Negative, Node, Prompt, Tree
-
-FALLBACK_RATIONALE = "The response does not follow every part of the instruction.\nFinal judgement: No"
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,8 @@ class Searcher:
 
     def run(self, negatives: Sequence[Negative], on_done: Callable[[Tree], None] | None = None) -> list[Tree]:
         trees: list[Tree | None] = [None] * len(negatives)
-        builders = [TreeBuilder(Node(id=0, parent=None, depth=0, response=n.response, judgment=n.judgment), self.cfg.budget)
+        builders = [TreeBuilder(Node(id=0, parent=None, depth=0, response=n.response, judgment=n.judgment), self.cfg.budget,
+                                self.cfg.guard)
                     for n in negatives]
         gens = [RUNNERS[self.cfg.strategy](b, self.cfg) for b in builders]
 

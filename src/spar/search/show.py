@@ -43,8 +43,10 @@ def render(tree: Tree) -> RichTree:
 
     def label(n: Node, parent: Node | None) -> Text:
         mark = "★ " if n.id == tree.solution else ("• " if n.id in path else "")
-        head = Text(f"{mark}#{n.id} value={n.value:.2f} votes={_votes(n) or '-'}  ",
-                    style="bold green" if n.id == tree.solution else "bold")
+        guard = f" guard={','.join(n.guard)}" if n.guard else ""
+        sim = f" sim={n.similarity:.2f}" if n.similarity is not None else ""
+        head = Text(f"{mark}#{n.id} value={n.value:.2f} votes={_votes(n) or '-'}{sim}{guard}  ",
+                    style="bold green" if n.id == tree.solution else ("bold red" if n.guard else "bold"))
         body = diff_text(parent.response, n.response) if parent else Text(n.response[:300], style="dim")
         return head + body
 

@@ -10,7 +10,9 @@ The driver (:mod:`spar.search.driver`) gathers the requests of every open tree i
 generate call per kind, or runs them one at a time with ``sequential``.
 
 Acceptance: a node is accepted when its value (share of yes votes, or the hybrid judge's score)
-is > 0.5. Ties between children of equal value keep generation order.
+is > 0.5 and it passed the guard (:mod:`spar.roles.guard`: still the same answer as its parent).
+A node that failed the guard stays in the tree with its reasons but is neither accepted nor
+expanded. Ties between children of equal value keep generation order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from spar.roles.guard import GuardConfig
+from spar.roles.guard import check as guard_check
 from spar.types import Judgment, Node
 
 Strategy = Literal["bfs", "dfs", "greedy", "best_of_n", "iterative"]
@@ -34,6 +38,7 @@ class SearchConfig:
     depth: int = 3  # levels below the root
     budget: int = 15  # judged nodes at most (root not counted); 3 + 6 + 6 = 15 with the defaults
     max_retries: int = 3  # re-asks for a refinement reply without [[start]]...[[end]]
+    guard: GuardConfig | None = GuardConfig()  # None: accept on the judge's verdict alone
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -62,9 +67,10 @@ Search = Generator[Request, Any, None]
 class TreeBuilder:
     """Nodes of one tree, the judged-node count against the budget, and a judgment cache by text."""
 
-    def __init__(self, root: Node, budget: int):
+    def __init__(self, root: Node, budget: int, guard: GuardConfig | None = None):
         self.nodes = [root]
         self.budget = budget
+        self.guard = guard
         self.judged = 0
         self.expanded = 0
         self.solution: Node | None = None
@@ -97,9 +103,12 @@ class TreeBuilder:
         for pos, i in enumerate(order):
             parent = plan[i][0]
             for response, reply in results[pos]:
-                kids.append(Node(id=len(self.nodes), parent=parent.id, depth=parent.depth + 1,
-                                 response=response, reply=reply))
-                self.nodes.append(kids[-1])
+                kid = Node(id=len(self.nodes), parent=parent.id, depth=parent.depth + 1, response=response, reply=reply)
+                if self.guard is not None:
+                    v = guard_check(parent.response, response, self.guard)
+                    kid.guard, kid.similarity = list(v.reasons), round(v.similarity, 4)
+                kids.append(kid)
+                self.nodes.append(kid)
         kids.sort(key=lambda n: n.id)
         fresh = sorted({n.response for n in kids if n.response not in self.cache})
         if fresh:
@@ -112,11 +121,17 @@ class TreeBuilder:
 
 
 def _best(nodes: list[Node]) -> Node | None:
-    return max(nodes, key=lambda n: n.value, default=None)  # max keeps the first of equals
+    """The faithful node of highest value (max keeps the first of equals)."""
+    return max((n for n in nodes if n.faithful), key=lambda n: n.value, default=None)
 
 
 def _ranked(nodes: list[Node]) -> list[Node]:
-    return sorted(nodes, key=lambda n: -n.value)  # stable: generation order among equals
+    """Faithful nodes by value (stable: generation order among equals); the others are dead ends."""
+    return sorted((n for n in nodes if n.faithful), key=lambda n: -n.value)
+
+
+def _accepted(node: Node | None) -> bool:
+    return node is not None and node.faithful and node.value > ACCEPT
 
 
 def bfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
@@ -126,7 +141,7 @@ def bfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
         best = _best(kids)
         if best is None:
             return
-        if best.value > ACCEPT:
+        if _accepted(best):
             t.solution = best
             return
         frontier = _ranked(kids)[: cfg.select]
@@ -138,7 +153,7 @@ def dfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
             return False
         kids = yield from t.expand([node], cfg.branch)
         best = _best(kids)
-        if best is not None and best.value > ACCEPT:
+        if _accepted(best):
             t.solution = best
             return True
         for child in _ranked(kids)[: cfg.select]:
@@ -151,14 +166,14 @@ def dfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
 
 def greedy(t: TreeBuilder, cfg: SearchConfig) -> Search:
     kids = yield from t.expand([t.nodes[0]], 1, greedy=True)
-    if kids and kids[0].value > ACCEPT:
+    if kids and _accepted(kids[0]):
         t.solution = kids[0]
 
 
 def best_of_n(t: TreeBuilder, cfg: SearchConfig) -> Search:
     kids = yield from t.expand([t.nodes[0]], cfg.budget)
     best = _best(kids)
-    if best is not None and best.value > ACCEPT:
+    if _accepted(best):
         t.solution = best
 
 
@@ -170,8 +185,10 @@ def iterative(t: TreeBuilder, cfg: SearchConfig) -> Search:
         if not kids:
             return
         node = kids[0]
-        if node.value > ACCEPT:
+        if _accepted(node):
             t.solution = node
+            return
+        if not node.faithful:  # a rewrite is not refined further: the chain would drift from the answer
             return
         if node.response in seen:
             # A text the chain already had is judged from the cache, so it costs no budget, and

@@ -1,0 +1,85 @@
+"""Every breaker breaks exactly its constraint, confirmed by the checker, and only that one."""
+
+import random
+
+import pytest
+
+from spar.constraints.breakers import BREAKERS, break_one
+from spar.constraints.checkers import follows
+from spar.constraints.procedural import SPECS
+from spar.types import Constraint
+
+STORY = ("The old lighthouse keeper climbed the stairs every night. He cleaned the lamp and watched the sea "
+         "while the town slept. One winter a storm broke the glass but he kept the light burning until dawn.")
+PARAS = "The harbour was quiet at dawn.\n***\nBoats came back with their nets full.\n***\nBy noon the market was loud."
+TASK = "Describe a lighthouse keeper."
+
+# kind -> (kwargs, an answer that meets it)
+CASES = {
+    "punctuation:no_comma": ({}, STORY),
+    "change_case:english_lowercase": ({}, STORY.lower()),
+    "change_case:english_capital": ({}, STORY.upper()),
+    "change_case:capital_word_frequency": ({"capital_relation": "less than", "capital_frequency": 3}, STORY),
+    "detectable_content:number_placeholders": ({"num_placeholders": 2}, "Dear [name], your order [order id] has shipped."),
+    "keywords:forbidden_words": ({"forbidden_words": ["very", "nice"]}, STORY),
+    "keywords:existence": ({"keywords": ["storm"]}, STORY),
+    "keywords:frequency": ({"keyword": "storm", "relation": "at least", "frequency": 2}, STORY + " The storm passed."),
+    "keywords:letter_frequency": ({"let_relation": "less than", "letter": "q", "let_frequency": 3}, STORY),
+    "length_constraints:number_words": ({"relation": "less than", "num_words": 60}, STORY),
+    "length_constraints:number_sentences": ({"relation": "at least", "num_sentences": 3}, STORY),
+    "length_constraints:number_paragraphs": ({"num_paragraphs": 3}, PARAS),
+    "length_constraints:nth_paragraph_first_word": (
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "however"},
+        "The keeper loved his work.\n\nHowever the town forgot him."),
+    "detectable_format:json_format": ({}, '{"keeper": "Tom", "years": 40}'),
+    "detectable_format:number_bullet_lists": ({"num_bullets": 3}, "Duties:\n* clean the lamp\n* wind the clock\n* log the ships"),
+    "detectable_format:number_highlighted_sections": ({"num_highlights": 2}, "He kept *the light* burning through *the storm*."),
+    "detectable_format:multiple_sections": (
+        {"section_spliter": "Section", "num_sections": 2},
+        "Section 1\nThe keeper arrives.\nSection 2\nThe storm comes."),
+    "detectable_content:postscript": ({"postscript_marker": "P.S."}, STORY + "\nP.S. The light still burns."),
+    "detectable_format:title": ({}, "<<The Keeper>>\n" + STORY),
+    "startend:end_checker": ({"end_phrase": "Thanks for reading."}, STORY + " Thanks for reading."),
+    "startend:quotation": ({}, '"' + STORY + '"'),
+    "combination:two_responses": ({}, "He kept the light.\n******\nThe light kept him."),
+    "combination:repeat_prompt": ({"prompt_to_repeat": TASK}, TASK + " " + STORY),
+}
+
+
+def test_every_breaker_has_a_case_and_every_procedural_kind_but_language_has_a_breaker():
+    assert set(CASES) == set(BREAKERS)
+    assert set(SPECS) - set(BREAKERS) == {"language:response_language"}
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_breaker_breaks_its_constraint_and_the_original_is_the_restoration(kind):
+    kwargs, text = CASES[kind]
+    c = Constraint(kind=kind, kwargs=kwargs)
+    assert follows(kind, kwargs, text, prompt=TASK), "the case must meet its constraint to start with"
+    for seed in range(3):
+        broken = break_one(text, c, [], random.Random(seed), prompt=TASK)
+        assert broken is not None and broken != text
+        assert not follows(kind, kwargs, broken, prompt=TASK)
+        # a small edit: most of the answer is left as it was
+        from spar.roles.guard import similarity
+
+        assert similarity(text, broken) >= 0.5, (kind, broken)
+
+
+def test_a_break_that_would_also_break_another_constraint_is_refused():
+    # the only place to put a comma in is next to "and"; an edit there is fine for "no capitals"
+    text = STORY.lower()
+    no_comma, lower = Constraint(kind="punctuation:no_comma"), Constraint(kind="change_case:english_lowercase")
+    assert break_one(text, no_comma, [lower], random.Random(0)) is not None
+    # capitalising a word breaks "lowercase" and also the capped count of capital words? no: that counts
+    # all-caps words only; but a cap of "fewer than 1 'T'" is broken by any capital T
+    cap_t = Constraint(kind="keywords:letter_frequency", kwargs={"let_relation": "less than", "letter": "q", "let_frequency": 1})
+    assert break_one(text, lower, [cap_t], random.Random(0)) is not None
+    forbid = Constraint(kind="keywords:forbidden_words", kwargs={"forbidden_words": ["storm"]})
+    assert break_one(text.replace("storm", "gale"), Constraint(kind="keywords:existence", kwargs={"keywords": ["gale"]}),
+                     [forbid], random.Random(0)) is not None
+    # nothing to break: no paragraphs separators in a one-paragraph answer
+    assert break_one(STORY, Constraint(kind="length_constraints:number_paragraphs", kwargs={"num_paragraphs": 1}), [],
+                     random.Random(0)) is None
+    # the language constraint has no breaker
+    assert break_one(STORY, Constraint(kind="language:response_language", kwargs={"language": "de"}), [], random.Random(0)) is None
