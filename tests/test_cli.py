@@ -64,3 +64,39 @@ def test_builtin_examples_parse():
     from importlib.resources import files
 
     assert len(read_prompts(files("spar") / "data" / "examples.jsonl")) >= 5
+
+
+def test_bootstrap_refiner_and_tree_stats_commands(tmp_path):
+    from test_bootstrap import completions
+    from spar.io import write_jsonl
+    from spar.types import Judgment, Negative, Node, Tree
+
+    samples = tmp_path / "samples.jsonl"
+    write_jsonl(samples, completions(16))
+    out, ev = tmp_path / "boot.jsonl", tmp_path / "eval.jsonl"
+    res = runner.invoke(app, ["bootstrap", "refiner", "-i", str(samples), "-o", str(out), "--eval-out", str(ev),
+                              "--heldout-kinds", "keywords:forbidden_words"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert rows and all(r["origin"]["broken"] != "keywords:forbidden_words" for r in rows)
+    negs = read_jsonl(ev, Negative)
+    assert negs and "break-and-restore examples" in res.output
+    # the input is never the output; an unknown kind is one line and exit 2
+    res = runner.invoke(app, ["bootstrap", "refiner", "-i", str(samples), "-o", str(samples)])
+    assert res.exit_code == 2 and "output is the input" in res.output
+    res = runner.invoke(app, ["bootstrap", "refiner", "-i", str(samples), "-o", str(out), "--heldout-kinds", "nope"])
+    assert res.exit_code == 2 and "no breaker" in res.output
+    # tree stats: one solved tree whose chosen answer drifted, one faithful
+    n = negs[0]
+    nodes = lambda chosen: [Node(id=0, parent=None, depth=0, response=n.response, judgment=n.judgment),  # noqa: E731
+                            Node(id=1, parent=0, depth=1, response=chosen, judgment=Judgment(follows=True))]
+    trees = [Tree(id=f"{n.prompt.id}#{i}", prompt_id=n.prompt.id, nodes=nodes(c), solved=True, expanded=1, strategy="bfs", solution=1)
+             for i, c in enumerate([n.response + " x", "Something else entirely."])]
+    tpath = tmp_path / "trees.jsonl"
+    write_jsonl(tpath, trees)
+    res = runner.invoke(app, ["tree", "stats", str(tpath), "--prompts", str(ev), "--show", "1"])
+    assert res.exit_code == 0, res.output
+    st = json.loads(res.output.splitlines()[0])
+    assert st["pairs"] == 1 and st["pairs_dropped"] == 1 and "=== pair 1" in res.output
+    st = json.loads(runner.invoke(app, ["tree", "stats", str(tpath), "--prompts", str(ev), "--no-guard"]).output)
+    assert st["pairs"] == 2 and st["pairs_dropped"] == 0

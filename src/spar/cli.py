@@ -370,6 +370,55 @@ def bootstrap_eval(
                    f"mean similarity {g['mean_similarity']}, {g['machinery']} with machinery)", err=True)
 
 
+@tree_app.command("stats")
+@friendly
+def tree_stats(
+    path: Annotated[Path, typer.Argument(help="trees JSONL")],
+    prompts: Annotated[Path, typer.Option(help="the prompts of the trees (a negatives JSONL or a prompts JSONL)")],
+    judgments: Annotated[Optional[Path], typer.Option(help="judgments JSONL of the samples, for the similarity of independent samples")] = None,
+    guard: Annotated[bool, typer.Option("--guard/--no-guard", help="apply the guard to each (rejected, chosen) pair, as the data stage does")] = True,
+    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity at least this")] = 0.5,
+    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor")] = 2.0,
+    show: Annotated[int, typer.Option(help="print this many pairs drawn at random (seeded) for reading")] = 0,
+    seed: Annotated[int, typer.Option(help="seed of the draw")] = 0,
+):
+    """Tree, guard and pair-quality figures of a trees file as one JSON object (what stats.json holds)."""
+    import json
+
+    from spar.io import DataError, read_jsonl, read_prompts
+    from spar.report import sample_pairs
+    from spar.roles.guard import GuardConfig
+    from spar.selfplay.data import dpo_pairs, search_stats
+    from spar.types import JudgedSample, Negative, Tree
+
+    trees = read_jsonl(path, Tree)
+    try:
+        by_id = {n.prompt.id: n.prompt for n in read_jsonl(prompts, Negative)}
+    except DataError:
+        by_id = {p.id: p for p in read_prompts(prompts)}
+    missing = sorted({t.prompt_id for t in trees} - set(by_id))
+    if missing:
+        raise DataError(f"{prompts}: no prompt for tree(s) of {', '.join(missing[:3])}")
+    gcfg = GuardConfig(min_similarity, max_length_ratio) if guard else None
+    after = False
+    if gcfg is not None:  # nodes searched without the guard: judge them by it now (in memory only)
+        from spar.roles.guard import check
+
+        for t in trees:
+            by_node = {n.id: n for n in t.nodes}
+            for n in t.nodes:
+                if n.parent is not None and n.similarity is None:
+                    v = check(by_node[n.parent].response, n.response, gcfg)
+                    n.guard, n.similarity, after = list(v.reasons), round(v.similarity, 4), True
+    pairs, dropped = dpo_pairs(trees, by_id, gcfg)
+    st = search_stats(trees, read_jsonl(judgments, JudgedSample) if judgments else (), pairs, dropped)
+    typer.echo(json.dumps({**st.as_dict(), "guard_applied_after_search": after}))
+    for i, p in enumerate(sample_pairs([x.model_dump() for x in pairs], show, seed), 1):
+        typer.echo(f"\n=== pair {i} ({p['origin']['tree']}, similarity {p['origin']['similarity']}) ===\n"
+                   f"PROMPT: {p['prompt'][-1]['content']}\n--- rejected ---\n{p['rejected'][0]['content']}\n"
+                   f"--- chosen ---\n{p['chosen'][0]['content']}")
+
+
 train_app = typer.Typer(help="Train a model with TRL: sft (completion-only) or dpo (+ SFT term on chosen).", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 
