@@ -151,6 +151,11 @@ def test_cli_scores_ifeval_response_format(tmp_path):
     assert res.exit_code == 0, res.output
     got = json.loads(out.read_text())
     assert got["n_prompts"] == 3 and 0 <= got["prompt_strict"] <= 100
+    outcomes = [json.loads(x) for x in (tmp_path / "s.outcomes.jsonl").read_text().splitlines()]
+    assert len(outcomes) == 3 and 100 * sum(o["follows_strict"] for o in outcomes) / 3 == pytest.approx(got["prompt_strict"], abs=0.01)
+    before = responses.read_text()
+    res = CliRunner().invoke(app, ["eval", "ifeval", "--responses", str(responses), "--data", str(data), "-o", str(responses)])
+    assert res.exit_code == 2 and responses.read_text() == before  # the responses are never overwritten
 
 
 def test_a_text_without_letters_follows_the_language_rule_without_a_log_line(caplog):

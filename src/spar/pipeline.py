@@ -329,7 +329,7 @@ class Run:
         return model
 
     def eval_stage(self, t: int, actor: str) -> None:
-        from spar.eval.ifeval import score
+        from spar.eval.ifeval import outcome_rows, score
         from spar.generate import generate_file
 
         e, d = self.cfg.eval, self.dir / f"iter_{t}" / "eval"
@@ -340,14 +340,15 @@ class Run:
         if e.ifeval_data:
             jobs.append(("ifeval", Path(e.ifeval_data), e.ifeval_limit))
         for name, src, limit in jobs:
-            out, resp = d / f"{name}.json", d / f"{name}.responses.jsonl"
+            out, resp, outcomes = d / f"{name}.json", d / f"{name}.responses.jsonl", d / f"{name}.outcomes.jsonl"
 
-            def go(src=src, limit=limit, out=out, resp=resp, name=name) -> None:
+            def go(src=src, limit=limit, out=out, resp=resp, outcomes=outcomes, name=name) -> None:
                 prompts: list[Prompt] = read_prompts(src)[:limit] if limit else read_prompts(src)
                 rows = generate_file(self.backend(actor), prompts, resp, sampling, chunk=self.cfg.batch_size * 2,
                                      show=self.show)
-                sc, _ = score(prompts, {r.id: r.completions[0] for r in rows})
+                sc, per_prompt = score(prompts, {r.id: r.completions[0] for r in rows})
+                write_jsonl(outcomes, outcome_rows(per_prompt))
                 write_text(out, json.dumps({"benchmark": name, "model": actor, "iteration": t, **sc.as_dict()}, indent=1) + "\n")
 
             self.stage(f"iter_{t}:eval:{name}", {"data": src, "limit": limit, "actor": self._model_id(actor),
-                                                 "max_new_tokens": e.max_new_tokens}, [out, resp], go, resumable=True)
+                                                 "max_new_tokens": e.max_new_tokens}, [out, resp, outcomes], go, resumable=True)

@@ -39,6 +39,12 @@ class Scores:
         return self.__dict__.copy()
 
 
+def outcome_rows(results: Sequence[PromptResult]) -> list[dict]:
+    """Per-prompt outcomes (what the scores are computed from), one JSONL row each."""
+    return [{"id": r.id, "follows_strict": all(r.strict), "follows_loose": all(r.loose), "kinds": r.kinds,
+             "strict": r.strict, "loose": r.loose} for r in results]
+
+
 def load_ifeval(path: str | Path | None) -> list[Prompt]:
     """IFEval prompts from a JSONL path, or from the hub (``google/IFEval``) when no path is given."""
     if path is not None:

@@ -9,12 +9,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from spar.io import DataError, write_text
+from spar.io import DataError, refuse_same_path, write_jsonl, write_text
 
 
 def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int, batch_size: int, backend_factory) -> dict:
-    from spar.eval.ifeval import load_ifeval, read_responses, score
+    from spar.eval.ifeval import load_ifeval, outcome_rows, read_responses, score
 
+    if responses is not None:  # the responses file is read, never written
+        refuse_same_path(responses, output, output.with_suffix(".outcomes.jsonl"))
     prompts = load_ifeval(data)
     if limit:
         prompts = prompts[:limit]
@@ -38,7 +40,8 @@ def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int,
         answers = {r.id: r.completions[0] for r in rows}
         source = str(resp_path)
     gen_s = time.perf_counter() - t0
-    scores, _ = score(prompts, answers)
+    scores, per_prompt = score(prompts, answers)
+    write_jsonl(output.with_suffix(".outcomes.jsonl"), outcome_rows(per_prompt))
     result = {"benchmark": "ifeval", "model": model, "responses": source, "max_new_tokens": max_new_tokens,
               "seconds": round(gen_s, 1), **scores.as_dict()}
     write_text(output, json.dumps(result, indent=2) + "\n")
