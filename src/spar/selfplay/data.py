@@ -169,15 +169,10 @@ def search_stats(trees: Sequence[Tree], judged: Sequence[JudgedSample] = (),
                  pairs: Sequence[PreferencePair] | None = None, dropped: Sequence[dict] = ()) -> SearchStats:
     """Tree, guard and pair-quality figures; pairs default to every solved tree's (root, solution)."""
     solved = [t for t in trees if t.solved]
-    if pairs is not None:
-        sims = [p.origin["similarity"] for p in pairs]
-        ratios = [p.origin["length_ratio"] for p in pairs]
-        with_machinery = sum(p.origin.get("machinery") is not None for p in pairs)
-    else:
-        roots_sols = [(t.nodes[t.root].response, t.nodes[t.solution].response) for t in solved if t.solution is not None]
-        sims = [similarity(a, b) for a, b in roots_sols]
-        ratios = [len(b) / max(1, len(a)) for a, b in roots_sols]
-        with_machinery = 0
+    quality = ([p.origin for p in pairs] if pairs is not None else
+               [pair_quality(t.nodes[t.root].response, t.nodes[t.solution].response, None) for t in solved
+                if t.solution is not None])
+    sims, ratios = [q["similarity"] for q in quality], [q["length_ratio"] for q in quality]
     by_prompt: dict[str, list[str]] = {}
     for j in judged:
         by_prompt.setdefault(j.id, []).append(j.response)
@@ -194,5 +189,5 @@ def search_stats(trees: Sequence[Tree], judged: Sequence[JudgedSample] = (),
         guard_rejected_judged_yes=sum(not n.faithful for n in yes),
         pairs=len(sims), pairs_dropped=len(dropped),
         pair_similarity_quartiles=_quartiles(sims), pair_length_ratio_quartiles=_quartiles(ratios),
-        pairs_with_machinery=with_machinery,
+        pairs_with_machinery=sum(q["machinery"] is not None for q in quality),
     )
