@@ -46,3 +46,13 @@ $S tree stats "$OUT/trees-base-noguard.jsonl" --prompts "$OUT/negatives.jsonl" "
 for m in base boot; do
   $S tree stats "$OUT/trees-$m-guard-32.jsonl" --prompts "$OUT/negatives.jsonl" "${J[@]}" > "$OUT/stats-$m-guard-32.json"
 done
+# the no-guard trees of the same 32 negatives
+python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+ids = {json.loads(l)["prompt"]["id"] for l in open(f"{out}/negatives-32.jsonl")}
+with open(f"{out}/trees-base-noguard-first32.jsonl", "w") as f:
+    f.writelines(l for l in open(f"{out}/trees-base-noguard.jsonl") if json.loads(l)["prompt_id"] in ids)
+PY
+$S tree stats "$OUT/trees-base-noguard-first32.jsonl" --prompts "$OUT/negatives.jsonl" "${J[@]}" --no-guard > "$OUT/stats-base-noguard-first32.json"
+rm "$OUT/trees-base-noguard-first32.jsonl"
