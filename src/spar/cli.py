@@ -10,6 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from spar.roles.guard import GuardConfig
+
+GUARD = GuardConfig()  # the guard's defaults, shown by --help
+
 app = typer.Typer(
     help="spar: self-play with tree-search refinement for instruction following (SPaR), and its baselines.\n\n"
     "Model strings: 'embedded' (SmolLM2-135M-Instruct, offline), a local path or HF id (transformers), "
@@ -225,8 +229,8 @@ def search(
     mode: Annotated[str, typer.Option(help="judge mode: llm | verifier | hybrid")] = "hybrid",
     sequential: Annotated[bool, typer.Option("--sequential", help="one node and one vote per request (slow; for comparison)")] = False,
     guard: Annotated[bool, typer.Option("--guard/--no-guard", help="accept only refinements that stay the same answer: similar to the parent, free of prompt machinery, of similar length")] = True,
-    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity to the parent at least this (rapidfuzz ratio / 100)")] = 0.5,
-    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor of the parent's, either way")] = 2.0,
+    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity to the parent at least this (rapidfuzz ratio / 100)")] = GUARD.min_similarity,
+    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor of the parent's, either way")] = GUARD.max_length_ratio,
     max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement and per judge reply")] = 384,
     batch_size: Annotated[int, typer.Option(help="sequences per forward pass (hf backend)")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
@@ -339,7 +343,7 @@ def bootstrap_eval(
     model: ModelOpt = "embedded",
     strategy: Annotated[str, typer.Option(help="greedy (one refinement) or bfs, dfs, best_of_n, iterative")] = "greedy",
     budget: Annotated[int, typer.Option(help="judged refinements per break at most")] = 1,
-    min_similarity: Annotated[float, typer.Option(help="guard: similarity to the answer refined")] = 0.5,
+    min_similarity: Annotated[float, typer.Option(help="guard: similarity to the answer refined")] = GUARD.min_similarity,
     max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement")] = 256,
     batch_size: Annotated[int, typer.Option(help="sequences per forward pass")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
@@ -377,8 +381,8 @@ def tree_stats(
     prompts: Annotated[Path, typer.Option(help="the prompts of the trees (a negatives JSONL or a prompts JSONL)")],
     judgments: Annotated[Optional[Path], typer.Option(help="judgments JSONL of the samples, for the similarity of independent samples")] = None,
     guard: Annotated[bool, typer.Option("--guard/--no-guard", help="apply the guard to each (rejected, chosen) pair, as the data stage does")] = True,
-    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity at least this")] = 0.5,
-    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor")] = 2.0,
+    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity at least this")] = GUARD.min_similarity,
+    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor")] = GUARD.max_length_ratio,
     show: Annotated[int, typer.Option(help="print this many pairs drawn at random (seeded) for reading")] = 0,
     seed: Annotated[int, typer.Option(help="seed of the draw")] = 0,
 ):

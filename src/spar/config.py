@@ -54,7 +54,7 @@ class SearchCfg(Section):
     # the guard (spar.roles.guard): an accepted refinement, and the chosen answer of a pair, must
     # stay the same answer as its parent / the rejected answer
     guard: bool = True
-    min_similarity: float = Field(0.5, ge=0, le=1)  # case-folded rapidfuzz ratio / 100
+    min_similarity: float = Field(0.7, ge=0, le=1)  # case-folded rapidfuzz ratio / 100 (spar.roles.guard)
     max_length_ratio: float = Field(2.0, ge=1)  # length within this factor of the parent's, either way
 
     def guard_config(self):

@@ -44,7 +44,9 @@ class BootstrapConfig:
     eval_share: float = 0.2  # share of prompts whose breaks go to eval instead of training
     min_words: int = 8  # shorter answers are not worth restoring
     max_words: int = 160  # longer ones cost the most to train on (a refine example holds the answer twice)
-    guard: GuardConfig = GuardConfig()  # a restoration the search's guard would reject is no example of an edit
+    # a restoration this guard rejects is no example of an edit. 0.5, not the search's 0.7: a break that
+    # repeats a sentence or drops a closing line is undone by a larger edit (the measured data used 0.5).
+    guard: GuardConfig = GuardConfig(min_similarity=0.5)
     seed: int = 0
 
     def __post_init__(self) -> None:
