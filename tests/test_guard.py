@@ -144,3 +144,21 @@ def test_pairs_carry_their_quality_and_a_drifted_chosen_answer_is_dropped():
     assert len(kept) == 1 and none == [] and kept[0].origin["guard"] == []
     st = search_stats([tree("p#0", ANSWER.replace(",", "")), tree("p#1", drifted)], pairs=pairs, dropped=dropped)
     assert st.pairs == 1 and st.pairs_dropped == 1 and len(st.pair_similarity_quartiles) == 5
+
+
+def test_four_word_runs_flag_none_of_a_real_sample_stage_and_three_word_runs_would(monkeypatch):
+    """The README's reason for MACHINERY_NGRAM = 4, on the committed samples of a full.yaml run."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "smollm2-135m" / "pair-quality" / "samples.jsonl"
+    answers = [c for line in path.read_text().splitlines() for c in json.loads(line)["completions"]]
+    assert len(answers) == 256
+    assert sum(G.machinery(a) is not None for a in answers) == 0
+    monkeypatch.setattr(G, "MACHINERY_NGRAM", 3)
+    G._machinery.cache_clear()
+    try:
+        assert sum(G.machinery(a) is not None for a in answers) == 21
+    finally:
+        monkeypatch.undo()
+        G._machinery.cache_clear()

@@ -237,7 +237,6 @@ def search(
     dtype: DtypeOpt = None,
 ):
     """Refine failed answers by tree search until the judge accepts one; saves every tree whole."""
-    from spar.roles.guard import GuardConfig
     from spar.roles.judge import JudgeConfig
     from spar.search.driver import RefineSampling, Searcher
     from spar.search.stage import search_file
@@ -310,7 +309,6 @@ def bootstrap_refiner(
     refuse_same_path(input, out, eval_out)
     rows = read_jsonl(input, Completion)
     if teacher:
-        from spar.roles.guard import GuardConfig
         from spar.roles.judge import JudgeConfig
         from spar.search.driver import RefineSampling
         from spar.search.strategies import SearchConfig
@@ -326,11 +324,12 @@ def bootstrap_refiner(
     train, held = B.offline_examples(rows, cfg)
     if not train:
         raise ValueError(f"{input}: no answer meets a constraint that can be broken; nothing to learn from")
-    write_jsonl(out, B.sft_rows(train, cfg.judgments))
+    sft = B.sft_rows(train, cfg.judgments)
+    write_jsonl(out, sft)
     if eval_out:
         write_jsonl(eval_out, B.split_heldout(held, cfg))
     kinds = collections.Counter(x.kind for x in train)
-    typer.echo(f"wrote {len(train)} break-and-restore examples ({len(B.sft_rows(train, cfg.judgments))} rows) to {out}"
+    typer.echo(f"wrote {len(train)} break-and-restore examples ({len(sft)} rows) to {out}"
                + (f", {len(held)} held-out breaks to {eval_out}" if eval_out else "") + "; breaks per kind: "
                + ", ".join(f"{k.split(':')[1]} {n}" for k, n in kinds.most_common()), err=True)
 
@@ -353,7 +352,6 @@ def bootstrap_eval(
     import json
 
     from spar.io import read_jsonl, refuse_same_path, write_text
-    from spar.roles.guard import GuardConfig
     from spar.roles.judge import JudgeConfig
     from spar.search.driver import RefineSampling, Searcher
     from spar.search.stage import search_file
@@ -391,7 +389,6 @@ def tree_stats(
 
     from spar.io import DataError, read_jsonl, read_prompts
     from spar.report import sample_pairs
-    from spar.roles.guard import GuardConfig
     from spar.selfplay.data import dpo_pairs, search_stats
     from spar.types import JudgedSample, Negative, Tree
 
@@ -406,14 +403,14 @@ def tree_stats(
     gcfg = GuardConfig(min_similarity, max_length_ratio) if guard else None
     after = False
     if gcfg is not None:  # nodes searched without the guard: judge them by it now (in memory only)
-        from spar.roles.guard import check
+        from spar.search.strategies import guard_node
 
         for t in trees:
             by_node = {n.id: n for n in t.nodes}
             for n in t.nodes:
                 if n.parent is not None and n.similarity is None:
-                    v = check(by_node[n.parent].response, n.response, gcfg)
-                    n.guard, n.similarity, after = list(v.reasons), round(v.similarity, 4), True
+                    guard_node(n, by_node[n.parent], gcfg)
+                    after = True
     pairs, dropped = dpo_pairs(trees, by_id, gcfg)
     st = search_stats(trees, read_jsonl(judgments, JudgedSample) if judgments else (), pairs, dropped)
     typer.echo(json.dumps({**st.as_dict(), "guard_applied_after_search": after}))

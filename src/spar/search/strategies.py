@@ -64,6 +64,12 @@ Request = Refine | Judge
 Search = Generator[Request, Any, None]
 
 
+def guard_node(node: Node, parent: Node, guard: GuardConfig) -> None:
+    """Record on ``node`` the guard's verdict against its parent (reasons and similarity)."""
+    v = guard_check(parent.response, node.response, guard)
+    node.guard, node.similarity = list(v.reasons), round(v.similarity, 4)
+
+
 class TreeBuilder:
     """Nodes of one tree, the judged-node count against the budget, and a judgment cache by text."""
 
@@ -105,8 +111,7 @@ class TreeBuilder:
             for response, reply in results[pos]:
                 kid = Node(id=len(self.nodes), parent=parent.id, depth=parent.depth + 1, response=response, reply=reply)
                 if self.guard is not None:
-                    v = guard_check(parent.response, response, self.guard)
-                    kid.guard, kid.similarity = list(v.reasons), round(v.similarity, 4)
+                    guard_node(kid, parent, self.guard)
                 kids.append(kid)
                 self.nodes.append(kid)
         kids.sort(key=lambda n: n.id)

@@ -7,8 +7,8 @@ SPaR starts its refiner from supervised data a stronger model wrote. spar builds
   set and added to its prompt), break exactly one with a small programmatic edit
   (:mod:`spar.constraints.breakers`, each edit confirmed by the checker, the others still met), and
   ask for the original back. The refine example is the refine chat of the broken answer with the
-  checkers' judgment -> ``[[start]]`` original ``[[end]]``; judgment examples teach the checklist
-  verdict on both the broken and the original answer. Minimal edits by construction.
+  checkers' judgment -> ``[[start]]`` original ``[[end]]``: minimal edits by construction.
+  Judgment examples (the checklist verdict on the broken and on the original answer) are opt-in.
 - **teacher** (:func:`teacher_rows`): a stronger model behind any backend judges the actor's
   answers and refines the failed ones by tree search; its accepted, faithful refinements and its
   verdicts that agree with the checkers become the same kinds of rows (the paper's way).
