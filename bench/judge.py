@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from spar.llm import BackendOptions, load_backend
-from spar.roles.judge import JudgeConfig, judge
+from spar.roles.judge import judge
+from spar.settings import JudgeSettings
 from spar.roles.templates import judge_chat
 from spar.types import Constraint, Message, Prompt
 
@@ -31,7 +32,7 @@ def timed(fn) -> float:
 def main() -> None:
     backend = load_backend("embedded", BackendOptions(batch_size=8))
     tokens = 160
-    cfg = lambda votes, seed=0: JudgeConfig(votes=votes, mode="llm", max_new_tokens=tokens, temperature=0.7, seed=seed)  # noqa: E731
+    cfg = lambda votes: JudgeSettings(votes=votes, mode="llm", max_new_tokens=tokens, temperature=0.7)  # noqa: E731
     judge(backend, [PROMPT], [RESPONSE], cfg(1))  # warm-up
     # votes=1 decodes greedily; a single *sampled* vote (n=5 request cut to n=1) is the fair unit
     # Five seeds of each: a single sampled vote, and the five-vote request judge() sends. Votes end at
@@ -42,9 +43,9 @@ def main() -> None:
     out: dict[str, list] = {"one": [], "five": []}
     keep = lambda key, fn: lambda: out[key].append(fn())  # noqa: E731
     for k in range(5):
-        singles.append(timed(keep("one", lambda: backend.generate([chat], cfg(5, seed=k).sampling().but(n=1),
+        singles.append(timed(keep("one", lambda: backend.generate([chat], cfg(5).sampling(k).but(n=1),
                                                                   on_batch=count(single_tokens)))))
-        fives.append(timed(keep("five", lambda: backend.generate([chat], cfg(5, seed=k).sampling(),
+        fives.append(timed(keep("five", lambda: backend.generate([chat], cfg(5).sampling(k),
                                                                  on_batch=count(five_tokens)))))
     t_one, t_five = sum(singles) / 5, sum(fives) / 5
     # A request decodes until its longest vote ends: its decode steps are that vote's tokens (counted

@@ -20,10 +20,12 @@ from rich.table import Table
 
 from spar.constraints.procedural import build_prompts
 from spar.llm import BackendOptions, Sampling, load_backend
-from spar.roles.judge import JudgeConfig, judge
-from spar.search.driver import RefineSampling, Searcher
-from spar.search.strategies import SearchConfig
-from spar.selfplay.negatives import NegativeConfig, pick_negatives
+from spar.roles.judge import judge
+from spar.settings import JudgeSettings
+from spar.search.driver import Searcher
+from spar.settings import SearchSettings
+from spar.selfplay.negatives import pick_negatives
+from spar.settings import NegativesSettings
 from spar.types import JudgedSample
 
 
@@ -31,15 +33,15 @@ def negatives(backend, count: int, seed: int = 0):
     prompts = build_prompts(count * 2, "heldout", seed=seed, max_k=2)
     outs = backend.generate([p.messages for p in prompts], Sampling(n=2, temperature=0.9, top_p=0.9, max_new_tokens=64, seed=seed))
     flat = [(p, k, t) for p, o in zip(prompts, outs) for k, t in enumerate(o)]
-    js = judge(None, [p for p, _, _ in flat], [t for _, _, t in flat], JudgeConfig(mode="verifier"))
+    js = judge(None, [p for p, _, _ in flat], [t for _, _, t in flat], JudgeSettings(mode="verifier"))
     judged = [JudgedSample(id=p.id, index=k, response=t, judgment=j) for (p, k, t), j in zip(flat, js)]
-    return pick_negatives(prompts, judged, NegativeConfig())[:count]
+    return pick_negatives(prompts, judged, NegativesSettings())[:count]
 
 
-def timed_search(backend, negs, jcfg, scfg, rs, sequential):
+def timed_search(backend, negs, jcfg, scfg, sequential, seed=0):
     """Search the negatives; returns the trees, seconds, generate calls, and what the backend ran
     for them (spar.llm.hf.Usage: prompt tokens, prefilled positions, prefill seconds, new tokens)."""
-    s = Searcher(backend, jcfg, scfg, rs, sequential=sequential)
+    s = Searcher(backend, jcfg, scfg, seed, sequential=sequential)
     before = dataclasses.replace(backend.usage)
     t0 = time.perf_counter()
     trees = s.run(negs)
@@ -63,20 +65,19 @@ def main() -> None:
                  "dtype": str(backend.model.dtype).removeprefix("torch."), "batch_size": args.batch_size}
 
     # 1. batched vs sequential, hybrid judge with 3 votes (labels from the checkers, votes still generated)
-    jcfg = JudgeConfig(votes=3, mode="hybrid", max_new_tokens=32)
-    scfg = SearchConfig(strategy="bfs", branch=3, select=1, depth=2, budget=6)
-    rs = RefineSampling(max_new_tokens=48, seed=0)
+    jcfg = JudgeSettings(votes=3, mode="hybrid", max_new_tokens=32)
+    scfg = SearchSettings(strategy="bfs", branch=3, select=1, depth=2, budget=6, max_new_tokens=48)
     # The batched search is short (~25 s here), so one slow spell of this shared machine moves it by
     # 10-20%: it runs `--repeats` times (the same seeded trees each time) and counts the mean, which
     # weighs slow spells as the one long sequential run does. Before them, `--warmup` uncounted runs:
     # a fresh process runs its first searches slower (28.1 and 20.6 s, then 23.2/21.6 and
     # 18.6/17.0 in two runs), and the sequential run, which comes last, is warm all through.
     for _ in range(args.warmup):
-        fig.setdefault("warmup_seconds", []).append(round(timed_search(backend, negs, jcfg, scfg, rs, False)[1], 1))
+        fig.setdefault("warmup_seconds", []).append(round(timed_search(backend, negs, jcfg, scfg, False)[1], 1))
     for name, seq, runs in (("batched", False, args.repeats), ("sequential", True, 1)):
         times, prefill = [], []
         for _ in range(runs):
-            trees, dt, calls, used = timed_search(backend, negs, jcfg, scfg, rs, seq)
+            trees, dt, calls, used = timed_search(backend, negs, jcfg, scfg, seq)
             times.append(dt)
             prefill.append(used["prefill_seconds"])
         dt = sum(times) / len(times)

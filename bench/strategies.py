@@ -16,9 +16,8 @@ from rich.table import Table
 
 from search import negatives, timed_search
 from spar.llm import BackendOptions, load_backend
-from spar.roles.judge import JudgeConfig
-from spar.search.driver import RefineSampling
-from spar.search.strategies import SearchConfig
+from spar.settings import JudgeSettings
+from spar.settings import SearchSettings
 
 
 def main() -> None:
@@ -30,15 +29,15 @@ def main() -> None:
     negs = negatives(backend, args.negatives)
     console = Console()
     fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs)}
-    vcfg = JudgeConfig(mode="verifier")
+    vcfg = JudgeSettings(mode="verifier")
     table = Table(title=f"strategies at a {args.budget}-node budget on the same {len(negs)} negatives (checker judge)")
     # nodes: refinements in the tree; a text seen before in the tree is not judged again
     for c in ("strategy", "solved", "success", "mean nodes", "seconds"):
         table.add_column(c, justify="right")
     fig["strategies"] = {}
     for strat in ("bfs", "dfs", "iterative", "best_of_n", "greedy"):
-        trees, dt, _, _ = timed_search(backend, negs, vcfg, SearchConfig(strategy=strat, budget=args.budget),
-                                    RefineSampling(max_new_tokens=48, seed=0), False)
+        trees, dt, _, _ = timed_search(backend, negs, vcfg, SearchSettings(strategy=strat, budget=args.budget, max_new_tokens=48),
+                                       False)
         solved = sum(t.solved for t in trees)
         console.print(f"{strat}: {solved}/{len(trees)} solved in {dt:.1f} s")
         mean_nodes = sum(len(t.nodes) - 1 for t in trees) / len(trees)

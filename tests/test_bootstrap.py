@@ -8,11 +8,9 @@ from fake import FakeBackend
 from spar.constraints.checkers import follows
 from spar.constraints.procedural import build_prompts
 from spar.report import sample_pairs
-from spar.roles.guard import GuardConfig
-from spar.roles.judge import JudgeConfig
+from spar.settings import JudgeSettings
 from spar.roles.templates import parse_refinement
-from spar.search.driver import RefineSampling
-from spar.search.strategies import SearchConfig
+from spar.settings import SearchSettings
 from spar.selfplay import bootstrap as B
 from spar.train import to_prompt_completion
 from spar.types import Completion, Negative
@@ -92,8 +90,8 @@ def test_refiner_report_counts_repairs_per_group():
         fixed = originals[broken] if list(originals).index(broken) < 3 else broken
         return fixed + "[[end]]"
 
-    searcher = Searcher(FakeBackend(script), JudgeConfig(votes=1, mode="verifier"),
-                        SearchConfig(strategy="greedy", budget=1, guard=GuardConfig()), RefineSampling())
+    searcher = Searcher(FakeBackend(script), JudgeSettings(votes=1, mode="verifier"),
+                        SearchSettings(strategy="greedy", budget=1))
     report = B.refiner_report(searcher.run(negs), negs)
     assert report["heldout-prompt"]["n"] == 6 and report["heldout-prompt"]["repaired"] == 3
     assert report["heldout-prompt"]["mean_similarity"] > 0.5
@@ -110,8 +108,8 @@ def test_teacher_rows_come_from_faithful_accepted_refinements():
         resp = re.search(r"\[Response\]\n(.*?)\n\nFirst say", chat[-1]["content"], re.S).group(1)
         return "The task is done.\nFinal judgement: " + ("No" if "," in resp else "Yes")
 
-    out = B.teacher_rows(FakeBackend(teacher), rows, JudgeConfig(votes=1, mode="hybrid"),
-                         SearchConfig(strategy="bfs", budget=3, guard=GuardConfig()), RefineSampling())
+    out = B.teacher_rows(FakeBackend(teacher), rows, JudgeSettings(votes=1, mode="hybrid"),
+                         SearchSettings(strategy="bfs", budget=3))
     assert out and all(r["origin"]["bootstrap"] == "teacher" for r in out)
     refinements = [r for r in out if r["origin"]["kind"] == "refinement"]
     for r in refinements:

@@ -7,9 +7,9 @@ import pytest
 from fake import FakeBackend
 from spar.roles import guard as G
 from spar.roles import templates as T
-from spar.roles.judge import JudgeConfig
+from spar.settings import JudgeSettings
 from spar.search.driver import Searcher
-from spar.search.strategies import SearchConfig
+from spar.settings import SearchSettings
 from spar.selfplay.data import dpo_pairs, search_stats
 from spar.types import Judgment, Message, Negative, Node, Prompt, Tree
 
@@ -91,7 +91,7 @@ def _negative():
                     judgment=Judgment(follows=False, votes=[False] * 3, rationale="It has commas.\nFinal judgement: No"))
 
 
-def _searcher(children: list[str], yes: set[str], guard=G.GuardConfig()):
+def _searcher(children: list[str], yes: set[str], guard=True):
     """The refiner writes ``children`` in order; the judge says yes to the texts in ``yes``."""
 
     def script(chat, sampling, k):
@@ -100,8 +100,8 @@ def _searcher(children: list[str], yes: set[str], guard=G.GuardConfig()):
         resp = re.search(r"\[Response\]\n(.*?)\n\nFirst say", chat[-1]["content"], re.S).group(1)
         return "Final judgement: Yes" if resp in yes else "Final judgement: No"
 
-    return Searcher(FakeBackend(script), JudgeConfig(votes=3, mode="llm"),
-                    SearchConfig(strategy="bfs", branch=3, depth=1, budget=3, guard=guard))
+    return Searcher(FakeBackend(script), JudgeSettings(votes=3, mode="llm"),
+                    SearchSettings(strategy="bfs", branch=3, depth=1, budget=3, guard=guard))
 
 
 def test_a_rewrite_the_judge_accepts_is_kept_with_its_reason_but_never_chosen():
@@ -122,7 +122,7 @@ def test_without_a_faithful_refinement_the_tree_stays_unsolved_and_the_guard_can
     offtask = "FRYNO GRADUATIVE FORAGEMENTAL ON SURVIVING SAICA."
     (tree,) = _searcher([offtask] * 3, yes={offtask}).run([_negative()])
     assert not tree.solved and all(n.guard for n in tree.nodes[1:])
-    (tree,) = _searcher([offtask] * 3, yes={offtask}, guard=None).run([_negative()])
+    (tree,) = _searcher([offtask] * 3, yes={offtask}, guard=False).run([_negative()])
     assert tree.solved and all(n.guard == [] and n.similarity is None for n in tree.nodes[1:])
 
 

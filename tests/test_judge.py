@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fake import FakeBackend
-from spar.roles.judge import JudgeConfig, judge, majority
+from spar.roles.judge import judge, majority
+from spar.settings import JudgeSettings
 from spar.roles.stage import judge_file
 from spar.roles.templates import judge_chat, parse_judgement, parse_refinement, refine_chat
 from spar.types import Constraint, Message, Prompt
@@ -66,7 +67,7 @@ FREE = Constraint(kind="free", text="Use a warm tone.")
 def test_modes():
     yes = FakeBackend(default="Looks right.\nFinal judgement: Yes")
     no = FakeBackend(default="Final judgement: No")
-    cfg = lambda mode: JudgeConfig(votes=3, mode=mode)  # noqa: E731
+    cfg = lambda mode: JudgeSettings(votes=3, mode=mode)  # noqa: E731
     # llm mode: the vote decides, even against the checker
     j = judge(yes, [_prompt(NO_COMMA)], ["Tea, hot."], cfg("llm"))[0]
     assert j.follows is True and j.by == "llm" and j.votes == [True] * 3 and j.value == 1.0
@@ -89,7 +90,7 @@ def test_modes():
 def test_votes_come_from_one_request_per_item_and_abstentions_are_kept():
     replies = iter(["Final judgement: Yes", "garbled", "Final judgement: No", "Final judgement: Yes", "???"] * 2)
     backend = FakeBackend(lambda chat, s, k: next(replies))
-    js = judge(backend, [_prompt(FREE), _prompt(FREE)], ["a", "b"], JudgeConfig(votes=5, mode="llm"))
+    js = judge(backend, [_prompt(FREE), _prompt(FREE)], ["a", "b"], JudgeSettings(votes=5, mode="llm"))
     assert len(backend.calls) == 1 and backend.calls[0][1].n == 5 and len(backend.calls[0][0]) == 2
     assert js[0].votes == [True, None, False, True, None] and js[0].abstentions == 2 and js[0].follows is True
     assert js[0].rationale == "Final judgement: Yes"
@@ -107,7 +108,7 @@ def test_judge_file_resumes(tmp_path):
              "constraints": [{"kind": "punctuation:no_comma"}]} for i in range(3)]
     samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "j.jsonl"
-    cfg = JudgeConfig(votes=1, mode="hybrid")
+    cfg = JudgeSettings(votes=1, mode="hybrid")
 
     class Dies(FakeBackend):
         def generate(self, requests, sampling, on_batch=None):

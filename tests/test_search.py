@@ -6,9 +6,9 @@ import pytest
 
 from fake import FakeBackend
 from spar.io import read_jsonl, write_jsonl
-from spar.roles.judge import JudgeConfig
-from spar.search.driver import RefineSampling, Searcher
-from spar.search.strategies import SearchConfig
+from spar.settings import JudgeSettings
+from spar.search.driver import Searcher
+from spar.settings import SearchSettings
 from spar.types import Judgment, Message, Negative, Prompt, Tree
 
 VOTES = 5
@@ -39,10 +39,10 @@ def negative(pid: str, response: str = "r") -> Negative:
                     judgment=Judgment(follows=False, votes=[False] * 5, rationale="No good.\nFinal judgement: No"))
 
 
-def run(backend, strategy="bfs", negs=None, sequential=False, prefill=True, guard=None, **kw):
+def run(backend, strategy="bfs", negs=None, sequential=False, prefill=True, guard=False, **kw):
     """Strategy mechanics on one-letter texts: the guard (off unless given) would reject them all."""
-    s = Searcher(backend, JudgeConfig(votes=VOTES, mode="llm"), SearchConfig(strategy=strategy, guard=guard, **kw),
-                 RefineSampling(prefill=prefill), sequential=sequential)
+    s = Searcher(backend, JudgeSettings(votes=VOTES, mode="llm"), SearchSettings(strategy=strategy, guard=guard, prefill=prefill, **kw),
+                 sequential=sequential)
     return s.run(negs or [negative("p")]), s
 
 

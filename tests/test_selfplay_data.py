@@ -1,7 +1,10 @@
 import pytest
 
-from spar.selfplay.data import RFTConfig, dpo_pairs, rft_examples, search_stats, similarity
-from spar.selfplay.negatives import NegativeConfig, pick_negatives
+from spar.selfplay.data import dpo_pairs, rft_examples, search_stats, similarity
+
+from spar.settings import RFTSettings
+from spar.selfplay.negatives import pick_negatives
+from spar.settings import NegativesSettings
 from spar.types import JudgedSample, Judgment, Message, Node, Prompt, Tree
 
 P = Prompt(id="p", messages=[Message(role="user", content="Describe tea without commas.")])
@@ -16,11 +19,11 @@ def js(i, j, text="x"):
 
 def test_pick_negatives():
     judged = [js(0, YES), js(1, NO, "a"), js(2, UNDECIDED), js(3, NO, "b"), js(4, NO, "c")]
-    one = pick_negatives([P], judged, NegativeConfig())
-    assert len(one) == 1 and one[0].response in "abc" and one == pick_negatives([P], judged, NegativeConfig())
-    assert [n.index for n in pick_negatives([P], judged, NegativeConfig(per_prompt="all"))] == [1, 3, 4]
-    assert len(pick_negatives([P], judged, NegativeConfig(per_prompt=2))) == 2
-    assert pick_negatives([P], [js(0, YES), js(1, UNDECIDED)], NegativeConfig()) == []
+    one = pick_negatives([P], judged, NegativesSettings())
+    assert len(one) == 1 and one[0].response in "abc" and one == pick_negatives([P], judged, NegativesSettings())
+    assert [n.index for n in pick_negatives([P], judged, NegativesSettings(per_prompt="all"))] == [1, 3, 4]
+    assert len(pick_negatives([P], judged, NegativesSettings(per_prompt=2))) == 2
+    assert pick_negatives([P], [js(0, YES), js(1, UNDECIDED)], NegativesSettings()) == []
 
 
 def tree(solved=True):
@@ -43,7 +46,7 @@ def test_dpo_pairs_are_trl_conversational_rows():
 
 def test_rft_examples_refinement_and_balanced_judgments():
     judged = [js(i, YES, f"y{i}") for i in range(6)] + [js(10, NO, "n0"), js(11, UNDECIDED, "u")]
-    rows = rft_examples([tree()], judged, {"p": P}, RFTConfig(balance=0.5))
+    rows = rft_examples([tree()], judged, {"p": P}, RFTSettings(balance=0.5))
     kinds = [r["origin"]["kind"] for r in rows]
     assert kinds.count("refinement") == 1
     ref = next(r for r in rows if r["origin"]["kind"] == "refinement")
@@ -58,7 +61,7 @@ def test_rft_examples_refinement_and_balanced_judgments():
 def test_checker_written_rationales_are_not_training_targets():
     j = Judgment(follows=False, votes=[None], rationale="Checking each requirement:\nFinal judgement: No",
                  by="hybrid", rationale_from_vote=False)
-    rows = rft_examples([], [js(0, j), js(1, YES, "y")], {"p": P}, RFTConfig(balance=0.0))
+    rows = rft_examples([], [js(0, j), js(1, YES, "y")], {"p": P}, RFTSettings(balance=0.0))
     assert all(r["origin"]["label"] is True for r in rows)
 
 

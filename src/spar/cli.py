@@ -10,9 +10,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from spar.roles.guard import GuardConfig
+from spar.io import DataError
+from spar.settings import JudgeSettings, SearchSettings
 
-GUARD = GuardConfig()  # the guard's defaults, shown by --help
+# Every default below that a recipe also sets is read from the stage's settings class (spar.settings).
+JUDGE, SEARCH = JudgeSettings(), SearchSettings()
 
 app = typer.Typer(
     help="spar: self-play with tree-search refinement for instruction following (SPaR), and its baselines.\n\n"
@@ -30,18 +32,34 @@ DtypeOpt = Annotated[Optional[str], typer.Option(
 
 
 def friendly(fn):
-    """Turn expected failures into one line on stderr and exit code 2 (no traceback)."""
+    """A user's error (bad input, a bad setting, a backend that cannot answer) is one line on stderr
+    and exit code 2; anything else is a bug and keeps its traceback (exit 1)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from pydantic import ValidationError
+
         from spar.io import DataError
         from spar.llm import BackendError
+        from spar.pipeline import StageFailed
 
+        user = (DataError, BackendError, FileNotFoundError)
         try:
             return fn(*args, **kwargs)
-        except (DataError, BackendError, ValueError, FileNotFoundError) as e:
+        except user as e:
             typer.echo(f"spar: error: {e}", err=True)
             raise typer.Exit(2) from None
+        except ValidationError as e:  # settings built from options
+            err = e.errors()[0]
+            typer.echo(f"spar: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", err=True)
+            raise typer.Exit(2) from None
+        except StageFailed as e:  # the traceback is in the manifest's stage entry; a bug shows it here too
+            if not isinstance(e.error, user):
+                import traceback
+
+                traceback.print_exception(e.error)
+            typer.echo(f"spar: {e}", err=True)
+            raise typer.Exit(2 if isinstance(e.error, user) else 1) from None
 
     return wrapper
 
@@ -151,20 +169,23 @@ def judge(
     model: ModelOpt = "embedded",
     input: Annotated[Path, typer.Option("--input", "-i", help="samples JSONL from `spar generate` ({id, prompt, completions, constraints})")] = Path("samples.jsonl"),
     output: Annotated[Path, typer.Option("--output", "-o", help="judgments JSONL: one row per completion; rerun resumes")] = Path("judgments.jsonl"),
-    votes: Annotated[int, typer.Option(help="judge samples per answer (majority vote)")] = 5,
-    mode: Annotated[str, typer.Option(help="llm | verifier | hybrid (checkers decide verifiable constraints, votes the rest)")] = "hybrid",
+    votes: Annotated[int, typer.Option(help="judge samples per answer (majority vote)")] = JUDGE.votes,
+    mode: Annotated[str, typer.Option(help="llm | verifier | hybrid (checkers decide verifiable constraints, votes the rest)")] = JUDGE.mode,
+    temperature: Annotated[float, typer.Option(help="sampling temperature of the votes (one vote is greedy)")] = JUDGE.temperature,
+    top_p: Annotated[float, typer.Option(help="nucleus mass of the votes")] = JUDGE.top_p,
     batch_size: Annotated[int, typer.Option(help="answers judged per generate call")] = 8,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens per judge reply")] = 384,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per judge reply")] = JUDGE.max_new_tokens,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     dtype: DtypeOpt = None,
 ):
     """Judge every completion of a samples file: votes, majority, mode."""
-    from spar.roles.stage import judge_file
-    from spar.roles.judge import JudgeConfig
+    from spar.io import refuse_same_path
+    from spar.stages import run_judge
 
-    cfg = JudgeConfig(votes=votes, mode=mode, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
-    backend = None if mode == "verifier" else _backend(model, batch_size, dtype=dtype)
-    rows = judge_file(backend, input, output, cfg, chunk=batch_size)
+    refuse_same_path(input, output)
+    cfg = JudgeSettings(votes=votes, mode=mode, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+    backend = None if cfg.mode == "verifier" else _backend(model, batch_size, dtype=dtype)
+    rows = run_judge(backend, cfg, input, output, seed, chunk=batch_size)
     n_yes = sum(r.judgment.follows is True for r in rows)
     n_none = sum(r.judgment.follows is None for r in rows)
     typer.echo(f"wrote {len(rows)} judgments to {output}: {n_yes} follow, {len(rows) - n_yes - n_none} do not, "
@@ -220,35 +241,35 @@ def search(
     model: ModelOpt = "embedded",
     input: Annotated[Path, typer.Option("--input", "-i", help="negatives JSONL (failed answers with their judgments)")] = Path("negatives.jsonl"),
     output: Annotated[Path, typer.Option("--output", "-o", help="trees JSONL, one whole tree per negative; rerun resumes")] = Path("trees.jsonl"),
-    strategy: Annotated[str, typer.Option(help="bfs | dfs | greedy | best_of_n | iterative")] = "bfs",
-    branch: Annotated[int, typer.Option(help="refinements per expanded node")] = 3,
-    select: Annotated[int, typer.Option(help="children kept per level (bfs) or descended into (dfs)")] = 2,
-    depth: Annotated[int, typer.Option(help="levels below the root")] = 3,
-    budget: Annotated[int, typer.Option(help="judged nodes per tree at most")] = 15,
-    votes: Annotated[int, typer.Option(help="judge votes per node")] = 5,
-    mode: Annotated[str, typer.Option(help="judge mode: llm | verifier | hybrid")] = "hybrid",
+    strategy: Annotated[str, typer.Option(help="bfs | dfs | greedy | best_of_n | iterative")] = SEARCH.strategy,
+    branch: Annotated[int, typer.Option(help="refinements per expanded node")] = SEARCH.branch,
+    select: Annotated[int, typer.Option(help="children kept per level (bfs) or descended into (dfs)")] = SEARCH.select,
+    depth: Annotated[int, typer.Option(help="levels below the root")] = SEARCH.depth,
+    budget: Annotated[int, typer.Option(help="judged nodes per tree at most")] = SEARCH.budget,
+    temperature: Annotated[float, typer.Option(help="sampling temperature of the refinements")] = SEARCH.temperature,
+    top_p: Annotated[float, typer.Option(help="nucleus mass of the refinements")] = SEARCH.top_p,
+    votes: Annotated[int, typer.Option(help="judge votes per node")] = JUDGE.votes,
+    mode: Annotated[str, typer.Option(help="judge mode: llm | verifier | hybrid")] = JUDGE.mode,
     sequential: Annotated[bool, typer.Option("--sequential", help="one node and one vote per request (slow; for comparison)")] = False,
-    guard: Annotated[bool, typer.Option("--guard/--no-guard", help="accept only refinements that stay the same answer: similar to the parent, free of prompt machinery, of similar length")] = True,
-    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity to the parent at least this (rapidfuzz ratio / 100)")] = GUARD.min_similarity,
-    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor of the parent's, either way")] = GUARD.max_length_ratio,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement and per judge reply")] = 384,
+    guard: Annotated[bool, typer.Option("--guard/--no-guard", help="accept only refinements that stay the same answer: similar to the parent, free of prompt machinery, of similar length")] = SEARCH.guard,
+    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity to the parent at least this (rapidfuzz ratio / 100)")] = SEARCH.min_similarity,
+    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor of the parent's, either way")] = SEARCH.max_length_ratio,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement and per judge reply")] = JUDGE.max_new_tokens,
     batch_size: Annotated[int, typer.Option(help="sequences per forward pass (hf backend)")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     dtype: DtypeOpt = None,
 ):
     """Refine failed answers by tree search until the judge accepts one; saves every tree whole."""
-    from spar.roles.judge import JudgeConfig
-    from spar.search.driver import RefineSampling, Searcher
-    from spar.search.stage import search_file
-    from spar.search.strategies import SearchConfig
+    from spar.io import refuse_same_path
     from spar.selfplay.data import search_stats
+    from spar.stages import run_search
 
-    cfg = SearchConfig(strategy=strategy, branch=branch, select=select, depth=depth, budget=budget,  # type: ignore[arg-type]
-                       guard=GuardConfig(min_similarity, max_length_ratio) if guard else None)
-    jcfg = JudgeConfig(votes=votes, mode=mode, max_new_tokens=max_new_tokens, seed=seed)  # type: ignore[arg-type]
-    searcher = Searcher(_backend(model, batch_size, dtype=dtype), jcfg, cfg, RefineSampling(max_new_tokens=max_new_tokens, seed=seed),
-                        sequential=sequential)
-    trees = search_file(searcher, input, output)
+    refuse_same_path(input, output)
+    cfg = SearchSettings(strategy=strategy, branch=branch, select=select, depth=depth, budget=budget, temperature=temperature,
+                         top_p=top_p, max_new_tokens=max_new_tokens, guard=guard, min_similarity=min_similarity,
+                         max_length_ratio=max_length_ratio)
+    jcfg = JudgeSettings(votes=votes, mode=mode, max_new_tokens=max_new_tokens)
+    trees = run_search(_backend(model, batch_size, dtype=dtype), jcfg, cfg, input, output, seed, sequential=sequential)
     st = search_stats(trees)
     typer.echo(f"wrote {len(trees)} trees to {output}: {st.solved} solved ({100 * st.success_rate:.1f}%), "
                f"mean expanded per solved tree {st.mean_expanded_solved}, mean solution depth {st.mean_solution_depth}; "
@@ -309,13 +330,8 @@ def bootstrap_refiner(
     refuse_same_path(input, out, eval_out)
     rows = read_jsonl(input, Completion)
     if teacher:
-        from spar.roles.judge import JudgeConfig
-        from spar.search.driver import RefineSampling
-        from spar.search.strategies import SearchConfig
-
-        sft = B.teacher_rows(_backend(teacher), rows, JudgeConfig(votes=votes, mode="hybrid", max_new_tokens=max_new_tokens, seed=seed),
-                             SearchConfig(strategy="bfs", budget=budget, guard=GuardConfig()),
-                             RefineSampling(max_new_tokens=max_new_tokens, seed=seed), seed=seed)
+        sft = B.teacher_rows(_backend(teacher), rows, JUDGE.but(votes=votes, mode="hybrid", max_new_tokens=max_new_tokens),
+                             SEARCH.but(strategy="bfs", budget=budget, max_new_tokens=max_new_tokens), seed=seed)
         write_jsonl(out, sft)
         typer.echo(f"wrote {len(sft)} rows to {out}", err=True)
         return
@@ -323,7 +339,7 @@ def bootstrap_refiner(
                             heldout_kinds=tuple(k.strip() for k in (heldout_kinds or "").split(",") if k.strip()))
     train, held = B.offline_examples(rows, cfg)
     if not train:
-        raise ValueError(f"{input}: no answer meets a constraint that can be broken; nothing to learn from")
+        raise DataError(f"{input}: no answer meets a constraint that can be broken; nothing to learn from")
     sft = B.sft_rows(train, cfg.judgments)
     write_jsonl(out, sft)
     if eval_out:
@@ -342,7 +358,7 @@ def bootstrap_eval(
     model: ModelOpt = "embedded",
     strategy: Annotated[str, typer.Option(help="greedy (one refinement) or bfs, dfs, best_of_n, iterative")] = "greedy",
     budget: Annotated[int, typer.Option(help="judged refinements per break at most")] = 1,
-    min_similarity: Annotated[float, typer.Option(help="guard: similarity to the answer refined")] = GUARD.min_similarity,
+    min_similarity: Annotated[float, typer.Option(help="guard: similarity to the answer refined")] = SEARCH.min_similarity,
     max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement")] = 256,
     batch_size: Annotated[int, typer.Option(help="sequences per forward pass")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
@@ -352,18 +368,16 @@ def bootstrap_eval(
     import json
 
     from spar.io import read_jsonl, refuse_same_path, write_text
-    from spar.roles.judge import JudgeConfig
-    from spar.search.driver import RefineSampling, Searcher
+    from spar.search.driver import Searcher
     from spar.search.stage import search_file
-    from spar.search.strategies import SearchConfig
     from spar.selfplay.bootstrap import refiner_report
     from spar.types import Negative
 
     report_path = output.with_suffix(".json")
     refuse_same_path(input, output, report_path)
-    cfg = SearchConfig(strategy=strategy, budget=budget, branch=min(3, budget), guard=GuardConfig(min_similarity))  # type: ignore[arg-type]
-    searcher = Searcher(_backend(model, batch_size, dtype=dtype), JudgeConfig(votes=1, mode="verifier"), cfg,
-                        RefineSampling(max_new_tokens=max_new_tokens, seed=seed))
+    cfg = SEARCH.but(strategy=strategy, budget=budget, branch=min(3, budget), min_similarity=min_similarity,
+                     max_new_tokens=max_new_tokens)
+    searcher = Searcher(_backend(model, batch_size, dtype=dtype), JudgeSettings(votes=1, mode="verifier"), cfg, seed)
     trees = search_file(searcher, input, output)
     report = {"model": model, "strategy": strategy, "budget": budget, "groups": refiner_report(trees, read_jsonl(input, Negative))}
     write_text(report_path, json.dumps(report, indent=1) + "\n")
@@ -379,8 +393,8 @@ def tree_stats(
     prompts: Annotated[Path, typer.Option(help="the prompts of the trees (a negatives JSONL or a prompts JSONL)")],
     judgments: Annotated[Optional[Path], typer.Option(help="judgments JSONL of the samples, for the similarity of independent samples")] = None,
     guard: Annotated[bool, typer.Option("--guard/--no-guard", help="apply the guard to each (rejected, chosen) pair, as the data stage does")] = True,
-    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity at least this")] = GUARD.min_similarity,
-    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor")] = GUARD.max_length_ratio,
+    min_similarity: Annotated[float, typer.Option(help="guard: case-folded similarity at least this")] = SEARCH.min_similarity,
+    max_length_ratio: Annotated[float, typer.Option(help="guard: length within this factor")] = SEARCH.max_length_ratio,
     show: Annotated[int, typer.Option(help="print this many pairs drawn at random (seeded) for reading")] = 0,
     seed: Annotated[int, typer.Option(help="seed of the draw")] = 0,
 ):
@@ -400,7 +414,7 @@ def tree_stats(
     missing = sorted({t.prompt_id for t in trees} - set(by_id))
     if missing:
         raise DataError(f"{prompts}: no prompt for tree(s) of {', '.join(missing[:3])}")
-    gcfg = GuardConfig(min_similarity, max_length_ratio) if guard else None
+    gcfg = SEARCH.but(guard=guard, min_similarity=min_similarity, max_length_ratio=max_length_ratio).guard_config()
     after = False
     if gcfg is not None:  # nodes searched without the guard: judge them by it now (in memory only)
         from spar.search.strategies import guard_node
@@ -431,7 +445,7 @@ def _overrides(values: Optional[list[str]]) -> dict:
     for item in values or []:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set takes KEY=VALUE (e.g. search.budget=6), got {item!r}")
+            raise DataError(f"--set takes KEY=VALUE (e.g. search.budget=6), got {item!r}")
         value = yaml.safe_load(raw)
         if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
             try:
@@ -442,34 +456,27 @@ def _overrides(values: Optional[list[str]]) -> dict:
     return out
 
 
-def _train(kind: str, model: str, data: Path, out: Path, lora: bool, config: Optional[Path], settings: Optional[list[str]]):
-    import json
+def _train(kind: str, model: str, data: Path, out: Path, lora: bool, config: Optional[Path], settings: Optional[list[str]],
+           seed: int):
+    from spar.io import refuse_same_path
+    from spar.settings import TrainSettings, sft_defaults
+    from spar.stages import run_train
 
-    from spar.io import DataError, iter_json_lines
-    from spar.train import TrainSettings, sft_defaults, train_dpo, train_sft
-
-    base: dict = {}
+    refuse_same_path(data, out)
     if config:
         from spar.config import load_config
 
         cfg = load_config(config)
-        base = (cfg.train_actor if kind == "dpo" else cfg.train_refiner).model_dump()
-    over = {**base, **_overrides(settings), **({"lora": True} if lora else {})}
-    s = TrainSettings.from_dict(over) if kind == "dpo" else sft_defaults(**over)
-    need = ("prompt", "chosen", "rejected") if kind == "dpo" else None
-    rows = []
-    for lineno, row in iter_json_lines(data):
-        ok = all(k in row for k in need) if need else ("messages" in row or ("prompt" in row and "completion" in row))
-        if not ok:
-            raise DataError(f"{data}:{lineno}: a {kind} row needs " + ("prompt, chosen, rejected" if need else "messages, or prompt + completion"))
-        rows.append(row)
-    if model == "embedded":
-        from spar.llm.embedded import embedded_model_path
+        base = cfg.train_actor if kind == "dpo" else cfg.train_refiner
+    else:
+        base = TrainSettings() if kind == "dpo" else sft_defaults()
+    s = base.but(**_overrides(settings), **({"lora": True} if lora else {}))
+    path, losses = run_train(kind, model, data, out, s, seed)
+    if path is None:
+        from spar.io import DataError
 
-        model = str(embedded_model_path())
-    path, log = (train_dpo if kind == "dpo" else train_sft)(model, rows, out, s)
-    losses = [round(x["loss"], 4) for x in log if "loss" in x]
-    typer.echo(f"saved {path}; loss per step: {json.dumps(losses)}", err=True)
+        raise DataError(f"{data}: no training rows")
+    typer.echo(f"saved {path}; loss per step: {losses}", err=True)
 
 
 @train_app.command("sft")
@@ -481,9 +488,10 @@ def train_sft_cmd(
     lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
     config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_refiner section gives the defaults")] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. learning_rate=1e-5")] = None,
+    seed: Annotated[int, typer.Option(help="training seed (data order, initialisation of LoRA weights)")] = 0,
 ):
     """Supervised fine-tuning on the completion only (initial actor/refiner, refiner RFT). lr 1e-6 by default."""
-    _train("sft", model, data, out, lora, config, set)
+    _train("sft", model, data, out, lora, config, set, seed)
 
 
 @train_app.command("dpo")
@@ -495,22 +503,19 @@ def train_dpo_cmd(
     lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
     config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_actor section gives the defaults")] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. beta=0.1")] = None,
+    seed: Annotated[int, typer.Option(help="training seed (data order, initialisation of LoRA weights)")] = 0,
 ):
     """DPO with the paper's defaults: beta 0.1, SFT term on chosen with weight 0.1, lr 2e-7, 1 epoch, warmup 0.1."""
-    _train("dpo", model, data, out, lora, config, set)
+    _train("dpo", model, data, out, lora, config, set, seed)
 
 
 def _iterate(config: Optional[Path], run_dir: Optional[Path], overrides: dict, until: Optional[str]):
     from spar.config import load_config
-    from spar.pipeline import Run, StageFailed
+    from spar.pipeline import Run
 
     cfg = load_config(config, overrides)
     run = Run(cfg, run_dir or Path("runs") / cfg.name, until=until)
-    try:
-        return run, run.run()
-    except StageFailed as e:
-        typer.echo(f"spar: {e}", err=True)
-        raise typer.Exit(1) from None
+    return run, run.run()
 
 
 @app.command()
@@ -519,15 +524,19 @@ def iterate(
     config: Annotated[Optional[Path], typer.Option(help="recipe YAML, e.g. recipes/smollm2-135m/demo.yaml")] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>); rerun to resume")] = None,
     iterations: Annotated[Optional[int], typer.Option(help="self-play iterations (overrides the recipe)")] = None,
-    until: Annotated[Optional[str], typer.Option(help="stop after this stage: prompts, bootstrap, sample, judge, negatives, search, data, train_actor, train_refiner, eval")] = None,
+    method: Annotated[Optional[str], typer.Option(help="spar | self_rewarding | meta_rewarding | self (overrides the recipe's method:)")] = None,
+    until: Annotated[Optional[str], typer.Option(help="stop right after the first stage of this name (spar: prompts, eval, bootstrap, sample, judge, negatives, search, data, train_actor, train_refiner), or after iter_N:<stage>")] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe value, KEY=VALUE (repeatable), e.g. search.budget=6")] = None,
 ):
-    """Run SPaR self-play iterations: sample -> judge -> search -> data -> train actor/refiner -> eval.
+    """Run self-play iterations of a method (SPaR by default: sample -> judge -> search -> data ->
+    train actor/refiner -> eval; the baselines on the same stages).
 
     Resumable: rerunning skips finished stages and rows; a changed setting reruns only what it affects."""
     over = _overrides(set)
     if iterations is not None:
         over["iterations"] = iterations
+    if method is not None:
+        over["method"] = method
     _iterate(config, run_dir, over, until)
 
 

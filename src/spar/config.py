@@ -1,6 +1,6 @@
-"""The run configuration: one typed section per stage, validated on load. YAML recipes give values,
-the command line overrides them, and the resolved config (every default written out) is saved in
-the run directory."""
+"""The run configuration: one typed section per stage (the classes of ``spar.settings``), validated
+on load. YAML recipes give values, the command line overrides them, and the resolved config (every
+default written out) is saved in the run directory."""
 
 from __future__ import annotations
 
@@ -8,93 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from spar.settings import (BootstrapSettings, EvalSettings, JudgeSettings, NegativesSettings, PromptsSettings,
+                           RewardSettings, RFTSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
+                           TrainSettings, sft_defaults)
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PromptsCfg(Section):
-    source: Literal["procedural", "file"] = "procedural"
-    path: str | None = None  # with source=file: a prompts JSONL (spar or IFEval rows)
-    count: int = Field(64, ge=1)  # training prompts
-    heldout: int = Field(32, ge=0)  # held-out procedural prompts for evaluation
-    min_constraints: int = Field(1, ge=1)
-    max_constraints: int = Field(3, ge=1)
-
-
-class SampleCfg(Section):
-    k: int = Field(5, ge=1)  # answers per prompt
-    temperature: float = Field(0.9, ge=0)
-    top_p: float = Field(0.9, gt=0, le=1)
-    max_new_tokens: int = Field(512, ge=1)
-
-
-class JudgeCfg(Section):
-    votes: int = Field(5, ge=1)
-    mode: Literal["llm", "verifier", "hybrid"] = "hybrid"
-    temperature: float = Field(0.7, ge=0)
-    max_new_tokens: int = Field(384, ge=1)
-
-
-class NegativesCfg(Section):
-    per_prompt: Literal["one", "all"] | int = "one"
-
-
-class SearchCfg(Section):
-    strategy: Literal["bfs", "dfs", "greedy", "best_of_n", "iterative"] = "bfs"
-    branch: int = Field(3, ge=1)
-    select: int = Field(2, ge=1)
-    depth: int = Field(3, ge=1)
-    budget: int = Field(15, ge=1)
-    temperature: float = Field(0.9, ge=0)
-    max_new_tokens: int = Field(512, ge=1)
-    prefill: bool = True
-    # the guard (spar.roles.guard): an accepted refinement, and the chosen answer of a pair, must
-    # stay the same answer as its parent / the rejected answer
-    guard: bool = True
-    min_similarity: float = Field(0.7, ge=0, le=1)  # case-folded rapidfuzz ratio / 100 (spar.roles.guard)
-    max_length_ratio: float = Field(2.0, ge=1)  # length within this factor of the parent's, either way
-
-    def guard_config(self):
-        from spar.roles.guard import GuardConfig
-
-        return GuardConfig(self.min_similarity, self.max_length_ratio) if self.guard else None
-
-
-class RFTCfg(Section):
-    balance: float = Field(0.5, ge=0, le=1)
-    refinement_share: float | None = Field(None, ge=0, lt=1)
-
-
-class TrainCfg(Section):
-    """Passed to spar.train.TrainSettings (see its fields); unknown keys are rejected there."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class BootstrapCfg(Section):
-    """Iteration 0: teach the refiner to edit before self-play (spar.selfplay.bootstrap)."""
-
-    refiner: Literal["none", "offline", "teacher"] = "none"
-    teacher: str | None = None  # model string of the teacher, with refiner=teacher
-    prompts: int = Field(64, ge=1)  # procedural prompts (their own seed) whose answers are broken and restored
-    k: int = Field(4, ge=1)  # answers per prompt
-    per_answer: int = Field(2, ge=1)  # broken copies per answer
-    extra: int = Field(2, ge=0)  # constraints an answer happens to meet, added to its prompt
-    budget: int = Field(6, ge=1)  # teacher: judged refinements per failed answer
-    train: TrainCfg = TrainCfg(learning_rate=2e-5, epochs=2, max_length=768)
-
-
-class EvalCfg(Section):
-    heldout: bool = True  # prompt-level strict accuracy on held-out procedural prompts
-    ifeval_data: str | None = None  # IFEval input_data.jsonl; None = skip unless found at ifeval_default
-    ifeval_limit: int | None = Field(None, ge=1)  # a fixed slice (the first N prompts); None = all 541
-    max_new_tokens: int = Field(384, ge=1)
-
-
-class RunConfig(Section):
+class RunConfig(Settings):
     name: str = "spar"
     model: str = "embedded"  # the actor's base model
     refiner: str | None = None  # the refiner's base model; None = the same as the actor
@@ -104,16 +25,19 @@ class RunConfig(Section):
     # inference dtype of transformers models; None: bf16 where the hardware computes in it natively
     # (CUDA; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. Training keeps fp32 on a CPU.
     dtype: Literal["fp32", "bf16", "fp16"] | None = None
-    prompts: PromptsCfg = PromptsCfg()
-    sample: SampleCfg = SampleCfg()
-    judge: JudgeCfg = JudgeCfg()
-    negatives: NegativesCfg = NegativesCfg()
-    search: SearchCfg = SearchCfg()
-    rft: RFTCfg = RFTCfg()
-    train_actor: TrainCfg = TrainCfg()
-    train_refiner: TrainCfg = TrainCfg(learning_rate=1e-6)
-    bootstrap: BootstrapCfg = BootstrapCfg()
-    eval: EvalCfg = EvalCfg()
+    method: Literal["spar", "self_rewarding", "meta_rewarding", "self"] = "spar"  # spar.methods
+    prompts: PromptsSettings = PromptsSettings()
+    sample: SampleSettings = SampleSettings()
+    judge: JudgeSettings = JudgeSettings()
+    negatives: NegativesSettings = NegativesSettings()
+    search: SearchSettings = SearchSettings()
+    rft: RFTSettings = RFTSettings()
+    train_actor: TrainSettings = TrainSettings()
+    train_refiner: TrainSettings = sft_defaults()
+    bootstrap: BootstrapSettings = BootstrapSettings()
+    reward: RewardSettings = RewardSettings()
+    self_refine: SelfSettings = SelfSettings()
+    eval: EvalSettings = EvalSettings()
 
     @model_validator(mode="after")
     def _teacher(self) -> "RunConfig":
@@ -160,16 +84,6 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         line = _line_of(path, loc.split(".")[-1]) if path else None
         where = f"{path}:{line}" if line else str(path or "config")
         raise DataError(f"{where}: {loc}: {err['msg']}") from None
-    from spar.train import TrainSettings
-
-    for section in ("train_actor", "train_refiner", "bootstrap.train"):
-        try:
-            node = cfg
-            for part in section.split("."):
-                node = getattr(node, part)
-            TrainSettings.from_dict(node.model_dump())
-        except (ValueError, TypeError) as e:
-            raise DataError(f"{path or 'config'}: {section}: {e}") from None
     return cfg
 
 

@@ -1,32 +1,40 @@
-"""The self-play loop as stages over files, with a manifest.
+"""The loop: a method's stages over files, with a manifest. Nothing here is method-specific.
 
-Each stage reads files and writes files under the run directory (layout in DESIGN.md). Its
-*input hash* covers its config section, the content of its input files, and the identity of the
-models it uses; ``manifest.json`` records, per stage, the hash, status, seconds, versions and seed.
-A rerun skips a stage that is done with the same hash, resumes a stage that was started with the
-same hash (row by row), and redoes a stage whose hash changed, so changing a setting reruns only
-the stages it reaches.
+A method (``spar.methods``) is a declared list of :class:`Stage` records: a prologue that runs once
+(iteration 0: the prompts, the evaluation before training, SPaR's optional bootstrap) and the
+stages of one iteration. Each stage reads files and writes files under the run directory (layout
+in DESIGN.md). Its *input hash* covers the recipe sections it declares, the content of its input
+files, the identity of the models it uses, its seed and spar's version; ``manifest.json`` records,
+per stage, the hash, status, seconds, spend (model calls, prompt and new tokens), seed, and on a
+failure the traceback. A rerun skips a stage that is done with the same hash, resumes a stage
+that was started with the same hash (row by row, where the stage is resumable), and redoes a stage
+whose hash changed, so changing a setting reruns only the stages it reaches.
+
+``--until NAME`` stops right after the first stage called NAME (or after stage ``iter_N:NAME``,
+given that way); a model is released as soon as no later stage of the iteration needs it.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import platform
 import shutil
 import time
+import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spar.config import RunConfig, dump_config
-from spar.io import read_jsonl, read_prompts, write_jsonl, write_text
-from spar.llm import Backend, BackendOptions, Sampling, load_backend
+from spar.io import DataError, write_text
+from spar.llm import Backend, BackendOptions, Metered, load_backend
 from spar.progress import console
-from spar.types import JudgedSample, Negative, Prompt, Tree
 
-STAGES = ("prompts", "bootstrap", "sample", "judge", "negatives", "search", "data", "train_actor", "train_refiner", "eval")
 BackendFactory = Callable[..., Backend]  # (model, batch_size, dtype=...) -> Backend
+RUN_FILES = ("prompts.jsonl", "heldout.jsonl")  # in the run directory; every other file is per iteration
 
 
 def default_factory(model: str, batch_size: int, dtype: str | None = None) -> Backend:
@@ -53,22 +61,147 @@ def _versions() -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a method: what it is called, what it reads and writes, which recipe sections and
+    models it depends on. ``run(ctx)`` does the work; a training stage returns the path of the model
+    it wrote (or None when it had no rows and the model stays as it was)."""
+
+    name: str  # what --until takes; the manifest key is "iter_<t>:<name>" (iteration 0: the prologue)
+    run: Callable[["Context"], Any]
+    inputs: tuple[str, ...] = ()  # file names (RUN_FILES or the iteration's), or "cfg:<key>" for a path in the recipe
+    outputs: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()  # RunConfig sections (dotted) hashed with it
+    models: tuple[str, ...] = ()  # roles whose current model it uses ("actor", "refiner")
+    trains: str | None = None  # the role whose new model it writes
+    resumable: bool = False  # appends rows and resumes
+    when: Callable[[RunConfig], bool] | None = None  # skip the stage unless this holds
+    group: str | None = None  # --until name shared by several stages (eval:heldout, eval:ifeval -> eval)
+    run_level: bool = False  # its manifest key has no iteration (the prompts)
+
+    @property
+    def until_name(self) -> str:
+        return self.group or self.name
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    prologue: tuple[Stage, ...]  # iteration 0, once
+    stages: tuple[Stage, ...]  # every iteration t = 1..iterations
+    roles: tuple[str, ...] = ("actor",)  # the models it keeps; any other role is the actor's model
+
+    def stage_names(self) -> list[str]:
+        out: list[str] = []
+        for s in (*self.prologue, *self.stages):
+            if s.until_name not in out:
+                out.append(s.until_name)
+        return out
+
+
+@dataclass
+class Context:
+    """What a stage's ``run`` sees: the config, the iteration and its seed, paths, models."""
+
+    run: "Run"
+    cfg: RunConfig
+    t: int
+    seed: int
+    stage: Stage
+    spend: dict[str, Any] = field(default_factory=dict)  # extra figures for the manifest (counts, losses)
+
+    def path(self, name: str) -> Path:
+        p = self.run.path(name, self.t)
+        if p is None:
+            raise DataError(f"stage {self.stage.name}: the recipe names no file for {name[4:]}")
+        return p
+
+    def model(self, role: str) -> str:
+        return self.run.models[self.run.role(role)]
+
+    def backend(self, role: str) -> Backend:
+        return self.run.backend(self.model(role))
+
+    @property
+    def show(self) -> bool:
+        return self.run.show
+
+    @property
+    def chunk(self) -> int:
+        return self.cfg.batch_size
+
+
 class StageFailed(RuntimeError):
-    pass
+    def __init__(self, key: str, error: BaseException):
+        super().__init__(f"stage {key} failed ({type(error).__name__}: {error}); fix it and rerun the same command "
+                         "to continue from there")
+        self.key, self.error = key, error
 
 
 class Run:
     def __init__(self, cfg: RunConfig, run_dir: str | Path, factory: BackendFactory = default_factory,
-                 until: str | None = None, show: bool = True):
-        if until is not None and until not in STAGES:
-            raise ValueError(f"--until must be one of {', '.join(STAGES)}")
-        self.cfg, self.dir, self.factory, self.until, self.show = cfg, Path(run_dir), factory, until, show
+                 until: str | None = None, show: bool = True, method: Method | None = None):
+        from spar.methods import get_method
+
+        self.cfg, self.dir, self.factory, self.show = cfg, Path(run_dir), factory, show
+        self.method = method or get_method(cfg.method)
+        self.until = self._check_until(until)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.dir / "manifest.json"
         self.manifest: dict[str, Any] = (json.loads(self.manifest_path.read_text()) if self.manifest_path.exists()
                                          else {"stages": {}})
-        self._backends: dict[str, Backend] = {}
+        self._backends: dict[str, Metered] = {}
+        self.models: dict[str, str] = {}
+        self._made_by: dict[str, str] = {}  # path of a model trained in this run -> hash of the stage that made it
         self.summary: dict[str, Any] = {}
+
+    def _check_until(self, until: str | None) -> str | None:
+        if until is None:
+            return None
+        names = self.method.stage_names()
+        bare = until.split(":", 1)[1] if until.startswith("iter_") and ":" in until else until
+        if bare not in names:
+            raise DataError(f"--until must name a stage of method {self.method.name}: {', '.join(names)} "
+                            f"(or iter_N:<stage>), got {until!r}")
+        return until
+
+    # -- paths, models, backends ---------------------------------------------------------------
+
+    def path(self, name: str, t: int) -> Path | None:
+        if name.startswith("cfg:"):  # a file the recipe names (None when it names none)
+            value = self.cfg
+            for part in name[4:].split("."):
+                value = getattr(value, part)
+            return Path(value) if value else None
+        return self.dir / name if name in RUN_FILES else self.dir / f"iter_{t}" / name
+
+    def role(self, role: str) -> str:
+        return role if role in self.models else "actor"
+
+    def backend(self, model: str) -> Backend:
+        if model not in self._backends:
+            extra = {"dtype": self.cfg.dtype} if self.cfg.dtype else {}
+            self._backends[model] = Metered(self.factory(model, self.cfg.batch_size, **extra))
+        return self._backends[model]
+
+    def release(self, keep: set[str]) -> None:
+        """Drop every loaded model not in ``keep`` (and give its memory back)."""
+        gone = [m for m in self._backends if m not in keep]
+        for m in gone:
+            del self._backends[m]
+        if gone:
+            gc.collect()
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            except ImportError:  # pragma: no cover
+                pass
+
+    def model_id(self, model: str) -> Any:
+        """A model's identity in a hash: the hash of the stage that trained it, or its string."""
+        return self._made_by.get(model, model)
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -76,279 +209,116 @@ class Run:
         self.manifest["versions"] = _versions()
         write_text(self.manifest_path, json.dumps(self.manifest, indent=1) + "\n")
 
-    def _fingerprint(self, x: Any) -> Any:
-        if isinstance(x, Path):
-            if x.is_dir():  # a trained model of this run: identified by the stage that made it
-                try:
-                    rel = str(x.resolve().parent.relative_to(self.dir.resolve())).replace("/", ":")
-                except ValueError:
-                    return str(x)
-                rec = self.manifest["stages"].get(rel + "_model")
-                return rec["hash"] if rec else str(x)
-            return file_hash(x) if x.exists() else None
-        return x
+    @staticmethod
+    def _fingerprint(x: Path | None) -> str | None:
+        return file_hash(x) if x is not None and x.is_file() else None
 
-    def stage(self, key: str, inputs: dict[str, Any], outputs: list[Path], fn: Callable[[], Any],
-              resumable: bool = False) -> bool:
-        """Run ``fn`` unless done with the same input hash. Returns True if it ran."""
+    def _hash(self, stage: Stage, t: int, seed: int) -> str:
         from spar import __version__
 
-        # A new spar, or another inference dtype, may write different files.
-        inputs = {**inputs, "spar": __version__, "dtype": self.cfg.dtype}
-        h = hashlib.sha256(json.dumps({k: self._fingerprint(v) for k, v in inputs.items()}, sort_keys=True,
-                                      default=str).encode()).hexdigest()[:16]
+        inputs: dict[str, Any] = {"spar": __version__, "dtype": self.cfg.dtype, "seed": seed, "method": self.method.name}
+        for section in stage.settings:
+            value: Any = self.cfg
+            for part in section.split("."):
+                value = getattr(value, part)
+            inputs[f"cfg:{section}"] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+        for name in stage.inputs:
+            inputs[f"file:{name}"] = self._fingerprint(self.path(name, t))
+        for role in stage.models:
+            inputs[f"model:{role}"] = self.model_id(self.models[self.role(role)])
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def seed_of(self, t: int) -> int:
+        return self.cfg.seed + 1000 * t
+
+    @staticmethod
+    def key(stage: Stage, t: int) -> str:
+        return stage.name if stage.run_level else f"iter_{t}:{stage.name}"
+
+    def _run_stage(self, stage: Stage, t: int) -> bool:
+        """Run one stage unless it is done with the same input hash; True if it ran."""
+        key = self.key(stage, t)
+        seed = self.seed_of(t)
+        h = self._hash(stage, t, seed)
+        outputs = [self.path(o, t) for o in stage.outputs]
         rec = self.manifest["stages"].get(key)
-        if rec and rec["hash"] == h and rec["status"] == "done" and all(o.exists() for o in outputs):
+        kept_model = bool(rec and stage.trains and rec.get("model", "") is None)
+        if rec and rec["hash"] == h and rec["status"] == "done" and (kept_model or all(o.exists() for o in outputs)):
             if self.show:
                 console.print(f"[dim]✓ {key} (done, inputs unchanged)[/dim]")
+            if stage.trains:
+                self._adopt(stage.trains, rec.get("model"), h)
             return False
-        if not (rec and rec["hash"] == h and resumable):  # stale or not resumable: start clean
+        if not (rec and rec["hash"] == h and stage.resumable):  # stale or not resumable: start clean
             for o in outputs:
                 shutil.rmtree(o, ignore_errors=True) if o.is_dir() else o.unlink(missing_ok=True)
-        self.manifest["stages"][key] = {"hash": h, "status": "running", "seed": self.cfg.seed,
-                                        "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        for o in outputs:
+            o.parent.mkdir(parents=True, exist_ok=True)
+        entry = {"hash": h, "status": "running", "seed": self.cfg.seed, "stage_seed": seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        self.manifest["stages"][key] = entry
         self._save_manifest()
         if self.show:
             console.rule(f"[bold]{key}")
+        ctx = Context(self, self.cfg, t, seed, stage)
+        before = {m: b.spent() for m, b in self._backends.items()}
         t0 = time.perf_counter()
         try:
-            fn()
+            result = stage.run(ctx)
         except Exception as e:
-            self.manifest["stages"][key].update(status="failed", error=f"{type(e).__name__}: {e}")
+            entry.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
             self._save_manifest()
-            raise StageFailed(f"stage {key} failed ({type(e).__name__}: {e}); fix it and rerun the same "
-                              "command to continue from there") from e
-        self.manifest["stages"][key].update(status="done", seconds=round(time.perf_counter() - t0, 1))
+            raise StageFailed(key, e) from e
+        entry.update(status="done", seconds=round(time.perf_counter() - t0, 1), spend=self._spend(before), **ctx.spend)
+        if stage.trains:
+            entry["model"] = result
+            self._adopt(stage.trains, result, h)
         self._save_manifest()
         return True
 
-    def backend(self, model: str) -> Backend:
-        if model not in self._backends:
-            extra = {"dtype": self.cfg.dtype} if self.cfg.dtype else {}
-            self._backends[model] = self.factory(model, self.cfg.batch_size, **extra)
-        return self._backends[model]
+    def _adopt(self, role: str, model: str | None, h: str) -> None:
+        if model is None:  # nothing to learn from: the model goes on unchanged
+            console.print(f"[yellow]{role}: no training rows; the model is kept as it is[/yellow]")
+            return
+        self.models[role] = model
+        self._made_by[model] = h
 
-    def _stop(self, stage: str) -> bool:
-        return self.until is not None and STAGES.index(stage) > STAGES.index(self.until)
+    def _spend(self, before: dict[str, dict]) -> dict[str, Any]:
+        total: dict[str, Any] = {"calls": 0, "requests": 0, "prompt_tokens": 0, "new_tokens": 0}
+        for m, b in self._backends.items():
+            now, was = b.spent(), before.get(m, {})
+            for k in total:
+                total[k] += now[k] - was.get(k, 0)
+        return total
 
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
         write_text(self.dir / "config.yaml", dump_config(self.cfg))
-        self.prompts_stage()
-        actor = self.cfg.model
-        refiner = self.cfg.refiner or self.cfg.model
-        if self.cfg.eval.heldout or self.cfg.eval.ifeval_data:
-            if not self._stop("eval"):
-                self.eval_stage(0, actor)
-        if self.cfg.bootstrap.refiner != "none" and not self._stop("bootstrap"):
-            refiner = self.bootstrap_stage(actor, refiner)
-        for t in range(1, self.cfg.iterations + 1):
-            actor, refiner = self.iteration(t, actor, refiner)
-            if self._stop("sample"):
+        self.models = {role: self.cfg.model for role in self.method.roles}
+        if "refiner" in self.models and self.cfg.refiner:
+            self.models["refiner"] = self.cfg.refiner
+        schedule = [(0, s) for s in self.method.prologue]
+        schedule += [(t, s) for t in range(1, self.cfg.iterations + 1) for s in self.method.stages]
+        schedule = [(t, s) for t, s in schedule if s.when is None or s.when(self.cfg)]
+        for i, (t, stage) in enumerate(schedule):
+            self._run_stage(stage, t)
+            later = [s for tt, s in schedule[i + 1:] if tt == t]
+            self.release({self.models[self.role(r)] for s in later for r in s.models})
+            if self._stops_after(schedule, i):
                 break
+        self.release(set())
         from spar.report import write_report
 
         write_report(self.dir)
         return self.summary
 
-    def prompts_stage(self) -> None:
-        from spar.constraints.procedural import build_prompts
-
-        c = self.cfg.prompts
-        train, held = self.dir / "prompts.jsonl", self.dir / "heldout.jsonl"
-
-        def go() -> None:
-            if c.source == "file":
-                if not c.path:
-                    raise ValueError("prompts.source=file needs prompts.path")
-                rows = read_prompts(c.path)[: c.count]
-            else:
-                rows = build_prompts(c.count, "train", self.cfg.seed, c.min_constraints, c.max_constraints)
-            write_jsonl(train, rows)
-            write_jsonl(held, build_prompts(c.heldout, "heldout", self.cfg.seed, c.min_constraints, c.max_constraints)
-                        if c.heldout else [])
-
-        inputs = {"cfg": c.model_dump(), "seed": self.cfg.seed, "file": Path(c.path) if c.path else None}
-        self.stage("prompts", inputs, [train, held], go)
-
-    def bootstrap_stage(self, actor: str, refiner: str) -> str:
-        """Iteration 0: answers to prompts of its own, broken and restored (or refined by a teacher),
-        as SFT data for the refiner; returns the bootstrapped refiner."""
-        from spar.generate import generate_file
-        from spar.selfplay import bootstrap as B
-        from spar.types import Completion
-
-        c, b, d = self.cfg, self.cfg.bootstrap, self.dir / "iter_0"
-        seed = c.seed + 7919  # prompts and samples apart from the training prompts'
-        samples, data = d / "bootstrap_samples.jsonl", d / "bootstrap.jsonl"
-        s = c.sample
-
-        def sample() -> None:
-            from spar.constraints.procedural import build_prompts
-
-            prompts = build_prompts(b.prompts, "train", seed, c.prompts.min_constraints, c.prompts.max_constraints)
-            generate_file(self.backend(actor), prompts, samples, Sampling(n=b.k, temperature=s.temperature, top_p=s.top_p,
-                                                                            max_new_tokens=s.max_new_tokens, seed=seed),
-                          chunk=c.batch_size, show=self.show)
-
-        self.stage("iter_0:bootstrap_sample", {"actor": self._model_id(actor), "cfg": b.model_dump(exclude={"train"}),
-                                               "sample": s.model_dump(), "seed": seed}, [samples], sample, resumable=True)
-
-        def build() -> None:
-            rows = read_jsonl(samples, Completion)
-            if b.refiner == "teacher":
-                from spar.roles.judge import JudgeConfig
-                from spar.search.driver import RefineSampling
-                from spar.search.strategies import SearchConfig
-
-                sc = c.search
-                out = B.teacher_rows(self.backend(b.teacher), rows,
-                                     JudgeConfig(votes=c.judge.votes, mode="hybrid", max_new_tokens=c.judge.max_new_tokens, seed=seed),
-                                     SearchConfig(strategy=sc.strategy, budget=b.budget, guard=sc.guard_config()),
-                                     RefineSampling(temperature=sc.temperature, max_new_tokens=sc.max_new_tokens, seed=seed), seed)
-            else:
-                train, _ = B.offline_examples(rows, B.BootstrapConfig(per_answer=b.per_answer, extra=b.extra, eval_share=0.0,
-                                                                      seed=seed))
-                out = B.sft_rows(train)
-            write_jsonl(data, out)
-
-        self.stage("iter_0:bootstrap_data", {"samples": samples, "cfg": b.model_dump(exclude={"train"}),
-                                             "guard": c.search.guard_config(), "seed": seed}, [data], build)
-        return self._train("iter_0:train_refiner", "sft", refiner, data, d / "refiner", b.train.model_dump())
-
-    def iteration(self, t: int, actor: str, refiner: str) -> tuple[str, str]:
-        from spar.generate import generate_file
-        from spar.roles.judge import JudgeConfig
-        from spar.roles.stage import judge_file
-        from spar.search.driver import RefineSampling, Searcher
-        from spar.search.stage import search_file
-        from spar.search.strategies import SearchConfig
-        from spar.selfplay.data import RFTConfig, dpo_pairs, rft_examples, search_stats
-        from spar.selfplay.negatives import NegativeConfig, pick_negatives
-
-        c, d = self.cfg, self.dir / f"iter_{t}"
-        seed = c.seed + 1000 * t
-        prompts_path = self.dir / "prompts.jsonl"
-        samples, judgments, negatives = d / "samples.jsonl", d / "judgments.jsonl", d / "negatives.jsonl"
-        trees, dpo, rft, stats = d / "trees.jsonl", d / "dpo.jsonl", d / "rft.jsonl", d / "stats.json"
-        jcfg = JudgeConfig(votes=c.judge.votes, mode=c.judge.mode, temperature=c.judge.temperature,
-                           max_new_tokens=c.judge.max_new_tokens, seed=seed)
-        k = f"iter_{t}"
-
-        s = c.sample
-        self.stage(f"{k}:sample", {"prompts": prompts_path, "actor": self._model_id(actor), "cfg": s.model_dump(), "seed": seed},
-                   [samples], lambda: generate_file(self.backend(actor), read_prompts(prompts_path), samples,
-                                                    Sampling(n=s.k, temperature=s.temperature, top_p=s.top_p,
-                                                             max_new_tokens=s.max_new_tokens, seed=seed),
-                                                    chunk=c.batch_size, show=self.show), resumable=True)
-        if self._stop("judge"):
-            return actor, refiner
-        judge_backend = None if c.judge.mode == "verifier" else refiner
-        self.stage(f"{k}:judge", {"samples": samples, "refiner": self._model_id(refiner), "cfg": c.judge.model_dump(), "seed": seed},
-                   [judgments], lambda: judge_file(judge_backend and self.backend(judge_backend), samples, judgments, jcfg,
-                                                   chunk=c.batch_size, show=self.show), resumable=True)
-        if self._stop("negatives"):
-            return actor, refiner
-        self.stage(f"{k}:negatives", {"judgments": judgments, "prompts": prompts_path, "cfg": c.negatives.model_dump(), "seed": seed},
-                   [negatives], lambda: write_jsonl(negatives, pick_negatives(
-                       read_prompts(prompts_path), read_jsonl(judgments, JudgedSample),
-                       NegativeConfig(per_prompt=c.negatives.per_prompt, seed=seed))))
-        self.summary[f"{k}.negatives"] = len(read_jsonl(negatives, Negative))
-        if self._stop("search"):
-            return actor, refiner
-        sc = c.search
-        searcher_cfg = SearchConfig(strategy=sc.strategy, branch=sc.branch, select=sc.select, depth=sc.depth, budget=sc.budget,
-                                    guard=sc.guard_config())
-        self.stage(f"{k}:search", {"negatives": negatives, "refiner": self._model_id(refiner), "cfg": sc.model_dump(),
-                                   "judge": c.judge.model_dump(), "seed": seed},
-                   [trees], lambda: search_file(Searcher(
-                       self.backend(refiner), jcfg, searcher_cfg,
-                       RefineSampling(temperature=sc.temperature, max_new_tokens=sc.max_new_tokens, seed=seed, prefill=sc.prefill)),
-                       negatives, trees, chunk=max(8, c.batch_size * 4), show=self.show), resumable=True)
-        if self._stop("data"):
-            return actor, refiner
-
-        def build() -> None:
-            prompts = {p.id: p for p in read_prompts(prompts_path)}
-            tr, judged = read_jsonl(trees, Tree), read_jsonl(judgments, JudgedSample)
-            pairs, dropped = dpo_pairs(tr, prompts, sc.guard_config())
-            write_jsonl(dpo, pairs)
-            write_jsonl(rft, rft_examples(tr, judged, prompts, RFTConfig(c.rft.balance, c.rft.refinement_share, seed), pairs))
-            write_text(stats, json.dumps(search_stats(tr, judged, pairs, dropped).as_dict(), indent=1) + "\n")
-
-        self.stage(f"{k}:data", {"trees": trees, "judgments": judgments, "prompts": prompts_path, "cfg": c.rft.model_dump(),
-                                 "guard": sc.guard_config(), "seed": seed}, [dpo, rft, stats], build)
-        st = json.loads(stats.read_text())
-        self.summary.update({f"{k}.trees": st["trees"], f"{k}.solved": st["solved"],
-                             f"{k}.pairs": len(dpo.read_text().splitlines())})
-        if self.show:
-            console.print(f"negatives {self.summary[f'{k}.negatives']} · trees solved {st['solved']}/{st['trees']} · "
-                          f"DPO pairs {self.summary[f'{k}.pairs']} · mean expanded per solved tree {st['mean_expanded_solved']}")
-        if self._stop("train_actor"):
-            return actor, refiner
-        new_actor = self._train(f"{k}:train_actor", "dpo", actor, dpo, d / "actor", c.train_actor.model_dump())
-        if self._stop("train_refiner"):
-            return new_actor, refiner
-        new_refiner = self._train(f"{k}:train_refiner", "sft", refiner, rft, d / "refiner", c.train_refiner.model_dump())
-        if not self._stop("eval"):
-            self.eval_stage(t, new_actor)
-        return new_actor, new_refiner
-
-    def _model_id(self, model: str) -> Any:
-        return self._fingerprint(Path(model)) if Path(model).is_dir() else model
-
-    def _train(self, key: str, kind: str, base: str, data: Path, out: Path, settings: dict) -> str:
-        from spar.train import TrainSettings, train_dpo, train_sft
-
-        rows = [json.loads(x) for x in data.read_text().splitlines() if x.strip()]
-        if not rows:  # nothing to learn from: the model goes on unchanged
-            console.print(f"[yellow]{key}: no training rows; the model is kept as it is[/yellow]")
-            return base
-        s = TrainSettings.from_dict({**settings, "seed": self.cfg.seed, "merge_lora": True})
-
-        def go() -> None:
-            _, log = (train_dpo if kind == "dpo" else train_sft)(str(self._path_of(base)), rows, out, s)
-            losses = [x["loss"] for x in log if "loss" in x]
-            self.manifest["stages"][key]["loss"] = losses
-            if kind == "dpo" and self.show:
-                console.print(f"DPO loss per step: {', '.join(f'{v:.4f}' for v in losses)}")
-
-        self.stage(key, {"data": data, "base": self._model_id(base), "settings": settings, "seed": self.cfg.seed},
-                   [out / "model"], go)
-        self.manifest["stages"][key.replace("train_actor", "actor_model").replace("train_refiner", "refiner_model")] = \
-            {"hash": self.manifest["stages"][key]["hash"], "status": "done"}
-        self._save_manifest()
-        return str(out / "model")
-
-    def _path_of(self, model: str) -> str:
-        if model == "embedded":
-            from spar.llm.embedded import embedded_model_path
-
-            return str(embedded_model_path())
-        return model
-
-    def eval_stage(self, t: int, actor: str) -> None:
-        from spar.eval.ifeval import outcome_rows, score
-        from spar.generate import generate_file
-
-        e, d = self.cfg.eval, self.dir / f"iter_{t}" / "eval"
-        sampling = Sampling(max_new_tokens=e.max_new_tokens)
-        jobs = []
-        if e.heldout and self.cfg.prompts.heldout:
-            jobs.append(("heldout", self.dir / "heldout.jsonl", None))
-        if e.ifeval_data:
-            jobs.append(("ifeval", Path(e.ifeval_data), e.ifeval_limit))
-        for name, src, limit in jobs:
-            out, resp, outcomes = d / f"{name}.json", d / f"{name}.responses.jsonl", d / f"{name}.outcomes.jsonl"
-
-            def go(src=src, limit=limit, out=out, resp=resp, outcomes=outcomes, name=name) -> None:
-                prompts: list[Prompt] = read_prompts(src)[:limit] if limit else read_prompts(src)
-                rows = generate_file(self.backend(actor), prompts, resp, sampling, chunk=self.cfg.batch_size * 2,
-                                     show=self.show)
-                sc, per_prompt = score(prompts, {r.id: r.completions[0] for r in rows})
-                write_jsonl(outcomes, outcome_rows(per_prompt))
-                write_text(out, json.dumps({"benchmark": name, "model": actor, "iteration": t, **sc.as_dict()}, indent=1) + "\n")
-
-            self.stage(f"iter_{t}:eval:{name}", {"data": src, "limit": limit, "actor": self._model_id(actor),
-                                                 "max_new_tokens": e.max_new_tokens}, [out, resp, outcomes], go, resumable=True)
+    def _stops_after(self, schedule: list[tuple[int, Stage]], i: int) -> bool:
+        if self.until is None:
+            return False
+        t, stage = schedule[i]
+        exact = self.until.startswith("iter_") and ":" in self.until
+        hit = (f"iter_{t}:{stage.until_name}" == self.until) if exact else stage.until_name == self.until
+        if not hit:
+            return False
+        nxt = schedule[i + 1] if i + 1 < len(schedule) else None  # a group ends with its last stage
+        return nxt is None or nxt[0] != t or nxt[1].until_name != stage.until_name

@@ -14,55 +14,11 @@ import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 
-@dataclass
-class TrainSettings:
-    """Shared by SFT and DPO. Defaults are the paper's DPO settings; see ``sft_defaults`` for RFT."""
-
-    learning_rate: float = 2e-7
-    epochs: float = 1.0
-    max_steps: int = -1  # > 0 overrides epochs
-    batch_size: int = 2  # per device
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1  # share of the steps (transformers takes a float < 1 in warmup_steps as a ratio)
-    max_length: int | None = 1024
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    merge_lora: bool = False  # save a merged full model instead of the adapter
-    gradient_checkpointing: bool = False
-    dtype: str | None = None  # None: bf16 on GPUs that support it, fp32 on CPU (bf16 training there not measured)
-    logging_steps: int = 1
-    report_to: list[str] = field(default_factory=list)  # e.g. ["tensorboard"] or ["wandb"]
-    seed: int = 0
-    # DPO only
-    beta: float = 0.1
-    sft_weight: float = 0.1  # weight of the NLL term on the chosen answer (0 = plain DPO)
-    precompute_ref: bool = False  # reference log-probs once, before training
-
-    def __post_init__(self) -> None:
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_accum < 1:
-            raise ValueError("learning_rate must be > 0 and batch_size, grad_accum >= 1")
-        if self.sft_weight < 0 or self.beta <= 0:
-            raise ValueError("sft_weight must be >= 0 and beta > 0")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> "TrainSettings":
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
-
-
-def sft_defaults(**over: Any) -> TrainSettings:
-    """RFT/SFT defaults: the paper's refiner lr 1e-6."""
-    return TrainSettings(**{"learning_rate": 1e-6, **over})
+from spar.settings import TrainSettings, sft_defaults  # noqa: F401  (sft_defaults: re-exported)
 
 
 def _precision(s: TrainSettings) -> dict[str, bool]:
@@ -129,12 +85,12 @@ def _progress_callback(label: str):
     return RichProgress()
 
 
-def _common_args(s: TrainSettings, out: Path) -> dict[str, Any]:
+def _common_args(s: TrainSettings, out: Path, seed: int) -> dict[str, Any]:
     return dict(
         output_dir=str(out / "trainer"), learning_rate=s.learning_rate, num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum,
         warmup_steps=s.warmup_ratio, lr_scheduler_type="linear", logging_steps=s.logging_steps,
-        report_to=s.report_to or "none", save_strategy="no", seed=s.seed, max_length=s.max_length,
+        report_to=s.report_to or "none", save_strategy="no", seed=seed, max_length=s.max_length,
         gradient_checkpointing=s.gradient_checkpointing, disable_tqdm=True, **_precision(s),
     )
 
@@ -185,9 +141,9 @@ def _fit(trainer) -> None:
     trainer.train()
 
 
-def _log_history(trainer, out: Path, settings: TrainSettings) -> list[dict]:
+def _log_history(trainer, out: Path, settings: TrainSettings, seed: int) -> list[dict]:
     hist = trainer.state.log_history
-    (out / "train_log.json").write_text(json.dumps({"settings": asdict(settings), "log": hist}, indent=1))
+    (out / "train_log.json").write_text(json.dumps({"settings": settings.model_dump(), "seed": seed, "log": hist}, indent=1))
     return hist
 
 
@@ -202,7 +158,8 @@ def to_prompt_completion(row: dict) -> dict:
     raise ValueError("an SFT row needs 'messages' or 'prompt' + 'completion'")
 
 
-def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None) -> tuple[Path, list[dict]]:
+def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None,
+              seed: int = 0) -> tuple[Path, list[dict]]:
     """Supervised fine-tuning on the completion only; returns the saved model folder and the log."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -214,14 +171,15 @@ def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     _quiet()
     data = Dataset.from_list([to_prompt_completion(r) for r in rows])
     m, tok = _load(model, s)
-    args = SFTConfig(**_common_args(s, out), completion_only_loss=True)
+    args = SFTConfig(**_common_args(s, out, seed), completion_only_loss=True)
     trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
                          callbacks=[_progress_callback("sft")])
     _fit(trainer)
-    return _save(trainer, tok, out, s), _log_history(trainer, out, s)
+    return _save(trainer, tok, out, s), _log_history(trainer, out, s, seed)
 
 
-def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None) -> tuple[Path, list[dict]]:
+def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None,
+              seed: int = 0) -> tuple[Path, list[dict]]:
     """DPO with the SFT term on chosen (``loss_type=["sigmoid", "sft"]``, weights ``[1, sft_weight]``)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
@@ -236,7 +194,7 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     data = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
     m, tok = _load(model, s)
     loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.sft_weight]} if s.sft_weight > 0 else {"loss_type": ["sigmoid"]}
-    args = DPOConfig(**_common_args(s, out), beta=s.beta, precompute_ref_log_probs=s.precompute_ref, **loss)
+    args = DPOConfig(**_common_args(s, out, seed), beta=s.beta, precompute_ref_log_probs=s.precompute_ref, **loss)
     # With precompute_ref, DPOTrainer runs the reference over every pair while it is built; its own
     # tqdm bar for that pass would cut into spar's output, so spar shows a status line instead.
     with _no_tqdm(), (progress_console.status(f"dpo: reference log-probs of {len(rows)} pairs, computed once")
@@ -244,4 +202,4 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
         trainer = DPOTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
                              callbacks=[_progress_callback("dpo")])
     _fit(trainer)
-    return _save(trainer, tok, out, s), _log_history(trainer, out, s)
+    return _save(trainer, tok, out, s), _log_history(trainer, out, s, seed)

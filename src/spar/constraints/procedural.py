@@ -8,6 +8,8 @@ rules out kinds that cannot share a prompt, and :func:`contradiction` rules out 
 
 from __future__ import annotations
 
+from spar.io import DataError
+
 import random
 import re
 from collections.abc import Callable
@@ -221,9 +223,9 @@ def sample_constraints(rng: random.Random, task: str, k: int, kinds: list[str] |
 def build_prompts(count: int, split: str = "train", seed: int = 0, min_k: int = 1, max_k: int = 4) -> list[Prompt]:
     """``count`` prompts from the split's seed tasks; the same arguments give the same prompts."""
     if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        raise DataError(f"split must be 'train' or 'heldout', got {split!r}")
     if not 1 <= min_k <= max_k:
-        raise ValueError(f"need 1 <= min_k <= max_k, got {min_k}, {max_k}")
+        raise DataError(f"need 1 <= min_k <= max_k, got {min_k}, {max_k}")
     tasks = [t for _, t in seed_tasks() if split_of(t) == split]
     rng = random.Random(f"{split}:{seed}")
     order = tasks[:]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from spar.io import DataError
 from spar.llm import Backend
-from spar.roles.judge import JudgeConfig, judge
+from spar.roles.judge import judge
+from spar.settings import JudgeSettings
 from spar.types import Message, Prompt
 
 SUBSETS = ["Natural", "Adversarial/Neighbor", "Adversarial/GPTInst", "Adversarial/GPTOut", "Adversarial/Manual"]
@@ -54,9 +55,9 @@ def metrics(golds: list[bool], preds: list[bool | None]) -> dict[str, float]:
             "undecided": sum(p is None for p in preds)}
 
 
-def evaluate_llmbar(backend: Backend, items: list[Item], cfg: JudgeConfig, on_batch=None) -> dict[str, dict]:
+def evaluate_llmbar(backend: Backend, items: list[Item], cfg: JudgeSettings, on_batch=None) -> dict[str, dict]:
     prompts = [Prompt(id=str(i), messages=[Message(role="user", content=it.instruction)]) for i, it in enumerate(items)]
-    judgments = judge(backend, prompts, [it.response for it in items], JudgeConfig(**{**cfg.__dict__, "mode": "llm"}),
+    judgments = judge(backend, prompts, [it.response for it in items], cfg.but(mode="llm"),
                       on_batch=on_batch)
     preds = [j.follows for j in judgments]
     out: dict[str, dict] = {}

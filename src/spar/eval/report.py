@@ -58,11 +58,11 @@ def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int,
 def llmbar_run(model, data, votes, limit, output: Path, max_new_tokens: int, batch_size: int, backend_factory) -> dict:
     from spar.eval.llmbar import evaluate_llmbar, load_llmbar
     from spar.progress import token_bar
-    from spar.roles.judge import JudgeConfig
+    from spar.settings import JudgeSettings
 
     items = load_llmbar(data, limit)
     backend = backend_factory(model, batch_size)
-    cfg = JudgeConfig(votes=votes, mode="llm", max_new_tokens=max_new_tokens)
+    cfg = JudgeSettings(votes=votes, mode="llm", max_new_tokens=max_new_tokens)
     t0 = time.perf_counter()
     with token_bar("llmbar", len(items), advance_on_tick=True) as (tick, _):
         scores = evaluate_llmbar(backend, items, cfg, on_batch=tick)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from spar.io import DataError
+
 ChatLike = Sequence[Any]  # list of Message models or {"role", "content"} dicts
 
 # Called after each finished batch with (requests done in it, tokens generated in it).
@@ -35,13 +37,13 @@ class Sampling:
 
     def __post_init__(self) -> None:
         if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
+            raise DataError(f"n must be >= 1, got {self.n}")
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise DataError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise DataError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+            raise DataError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         object.__setattr__(self, "stop", tuple(self.stop))
 
     def but(self, **changes: Any) -> "Sampling":
@@ -76,6 +78,37 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
         if i != -1:
             cut = min(cut, i)
     return text[:cut]
+
+
+class Metered:
+    """A backend that counts what it is asked for: generate calls, requests, prompt tokens (where the
+    backend counts them) and new tokens. The loop records the difference per stage as its spend."""
+
+    def __init__(self, inner: Backend):
+        self.inner, self.name = inner, inner.name
+        self.calls = self.requests = self.new_tokens = 0
+
+    def __getattr__(self, attr: str) -> Any:  # everything else is the backend's own
+        return getattr(self.inner, attr)
+
+    def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]:
+        self.calls += 1
+        self.requests += len(requests)
+        counted = [0]
+
+        def tick(rows: int, ntok: int) -> None:
+            counted[0] += ntok
+            if on_batch:
+                on_batch(rows, ntok)
+
+        out = self.inner.generate(requests, sampling, on_batch=tick)
+        self.new_tokens += counted[0]
+        return out
+
+    def spent(self) -> dict[str, int]:
+        usage = getattr(self.inner, "usage", None)
+        return {"calls": self.calls, "requests": self.requests, "new_tokens": self.new_tokens,
+                "prompt_tokens": getattr(usage, "prompt_tokens", 0) if usage is not None else 0}
 
 
 @dataclass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import types
 from collections.abc import Sequence
 
 from spar.llm import BackendError, BackendOptions, ChatLike, OnBatch, Sampling, as_dicts
@@ -32,6 +33,7 @@ class OpenAIBackend:
         self.base_url, self.model = base_url, model
         self.name = f"openai:{base_url}#{model}"
         self._api_key = os.environ.get("SPAR_OPENAI_API_KEY") or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.usage = types.SimpleNamespace(prompt_tokens=0)  # as the server reports it
 
     @classmethod
     def from_spec(cls, spec: str, options: BackendOptions | None = None) -> "OpenAIBackend":
@@ -89,6 +91,7 @@ class OpenAIBackend:
                 if not choices:
                     raise openai.APIResponseValidationError(response=None, body=None, message="no choices")  # type: ignore[arg-type]
                 ntok = resp.usage.completion_tokens if resp.usage else 0
+                self.usage.prompt_tokens += (resp.usage.prompt_tokens or 0) if resp.usage else 0
                 return choices, ntok
             except (*retryable, ValueError, TypeError, AttributeError) as e:
                 status = getattr(e, "status_code", None)

@@ -19,6 +19,8 @@ never expanded, and never the chosen answer of a pair.
 
 from __future__ import annotations
 
+from spar.io import DataError
+
 import functools
 import re
 import string
@@ -43,9 +45,9 @@ class GuardConfig:
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_similarity <= 1:
-            raise ValueError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
+            raise DataError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
         if self.max_length_ratio < 1:
-            raise ValueError(f"max_length_ratio must be >= 1, got {self.max_length_ratio}")
+            raise DataError(f"max_length_ratio must be >= 1, got {self.max_length_ratio}")
 
 
 def similarity(a: str, b: str) -> float:

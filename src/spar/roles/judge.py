@@ -15,40 +15,16 @@ and training data never uses one.
 
 from __future__ import annotations
 
+from spar.io import DataError
+
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 from spar.constraints.checkers import follows as check_follows
 from spar.constraints.checkers import is_verifiable
-from spar.llm import Backend, Sampling
+from spar.llm import Backend
+from spar.settings import JudgeSettings, Mode
 from spar.roles.templates import checklist, judge_chat, parse_judgement
 from spar.types import Judgment, Prompt
-
-Mode = Literal["llm", "verifier", "hybrid"]
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    votes: int = 5
-    mode: Mode = "hybrid"
-    temperature: float = 0.7  # votes=1 always decodes greedily
-    top_p: float = 0.95
-    max_new_tokens: int = 384
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.votes < 1:
-            raise ValueError(f"votes must be >= 1, got {self.votes}")
-        if self.mode not in ("llm", "verifier", "hybrid"):
-            raise ValueError(f"mode must be llm, verifier or hybrid, got {self.mode!r}")
-
-    def sampling(self) -> Sampling:
-        if self.votes == 1:
-            return Sampling(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens, seed=self.seed)
-        return Sampling(n=self.votes, temperature=self.temperature, top_p=self.top_p,
-                        max_new_tokens=self.max_new_tokens, seed=self.seed)
-
 
 def majority(votes: Sequence[bool | None]) -> bool | None:
     yes, no = sum(v is True for v in votes), sum(v is False for v in votes)
@@ -110,8 +86,8 @@ def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode) -
                     rationale_from_vote=from_vote)
 
 
-def judge(backend: Backend | None, prompts: Sequence[Prompt], responses: Sequence[str], cfg: JudgeConfig,
-          on_batch=None, sequential: bool = False) -> list[Judgment]:
+def judge(backend: Backend | None, prompts: Sequence[Prompt], responses: Sequence[str], cfg: JudgeSettings,
+          seed: int = 0, on_batch=None, sequential: bool = False) -> list[Judgment]:
     """Judge each (prompt, response); all votes of all items are one batched generate call.
 
     ``sequential`` sends one request per item and per vote instead (vote v uses seed + v), as the
@@ -123,12 +99,12 @@ def judge(backend: Backend | None, prompts: Sequence[Prompt], responses: Sequenc
         replies: list[list[str]] = [[] for _ in prompts]
     else:
         if backend is None:
-            raise ValueError(f"judge mode {cfg.mode!r} needs a model")
+            raise DataError(f"judge mode {cfg.mode!r} needs a model")
         chats = [judge_chat(p.text, r) for p, r in zip(prompts, responses)]
         if sequential:
-            s = cfg.sampling()
+            s = cfg.sampling(seed)
             replies = [[backend.generate([c], s.but(n=1, seed=s.seed + v), on_batch=on_batch)[0][0] for v in range(s.n)]
                        for c in chats]
         else:
-            replies = backend.generate(chats, cfg.sampling(), on_batch=on_batch)
+            replies = backend.generate(chats, cfg.sampling(seed), on_batch=on_batch)
     return [combine(p, r, rep, cfg.mode) for p, r, rep in zip(prompts, responses, replies)]

@@ -7,12 +7,13 @@ from pathlib import Path
 from spar.io import Appender, read_jsonl, resume
 from spar.llm import Backend
 from spar.progress import token_bar
-from spar.roles.judge import JudgeConfig, judge
+from spar.roles.judge import judge
+from spar.settings import JudgeSettings
 from spar.types import Completion, JudgedSample, Prompt
 
 
-def judge_file(backend: Backend | None, input: str | Path, output: str | Path, cfg: JudgeConfig,
-               chunk: int = 8, show: bool = True) -> list[JudgedSample]:
+def judge_file(backend: Backend | None, input: str | Path, output: str | Path, cfg: JudgeSettings,
+               seed: int = 0, chunk: int = 8, show: bool = True) -> list[JudgedSample]:
     samples = read_jsonl(input, Completion)  # validated whole before anything is written
     items = [(s, k, text) for s in samples for k, text in enumerate(s.completions)]
     done_rows, _ = resume(output, JudgedSample)
@@ -22,7 +23,7 @@ def judge_file(backend: Backend | None, input: str | Path, output: str | Path, c
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
             prompts = [Prompt(id=s.id, messages=s.prompt, constraints=s.constraints) for s, _, _ in part]
-            judgments = judge(backend, prompts, [t for _, _, t in part], cfg, on_batch=tick)
+            judgments = judge(backend, prompts, [t for _, _, t in part], cfg, seed=seed, on_batch=tick)
             for (s, k, text), j in zip(part, judgments):
                 row = JudgedSample(id=s.id, index=k, response=text, judgment=j)
                 out.write(row)

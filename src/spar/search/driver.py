@@ -10,29 +10,20 @@ implementation does; ``bench/search.py`` measures the difference.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from spar.llm import Backend, Sampling
-from spar.roles.judge import JudgeConfig, judge
+from spar.roles.judge import judge
 from spar.roles.templates import FALLBACK_RATIONALE, parse_refinement, refine_chat, refine_prefill
-from spar.search.strategies import RUNNERS, Judge, Refine, SearchConfig, TreeBuilder
+from spar.search.strategies import RUNNERS, Judge, Refine, TreeBuilder
+from spar.settings import JudgeSettings, SearchSettings
 from spar.types import Negative, Node, Prompt, Tree
 
 
-@dataclass(frozen=True)
-class RefineSampling:
-    temperature: float = 0.9
-    top_p: float = 0.95
-    max_new_tokens: int = 512
-    seed: int = 0
-    prefill: bool = True  # start the refiner's turn with the [[start]] marker
-
-
 class Searcher:
-    def __init__(self, backend: Backend, judge_cfg: JudgeConfig, cfg: SearchConfig,
-                 sampling: RefineSampling | None = None, sequential: bool = False):
-        self.backend, self.judge_cfg, self.cfg = backend, judge_cfg, cfg
-        self.sampling = sampling or RefineSampling()
+    def __init__(self, backend: Backend, judge_cfg: JudgeSettings, cfg: SearchSettings, seed: int = 0,
+                 sequential: bool = False):
+        self.backend, self.judge_cfg, self.cfg, self.seed = backend, judge_cfg, cfg, seed
+        self.guard = cfg.guard_config()
         self.sequential = sequential
         self.calls = 0  # generate calls made, for the benchmark
 
@@ -40,13 +31,12 @@ class Searcher:
 
     def _refine(self, items: list[tuple[Prompt, Node]], k: int, greedy: bool) -> list[list[tuple[str, str]]]:
         """k refinements per (prompt, node); replies without markers are re-asked, then dropped."""
-        s = self.sampling
+        s = self.cfg
         prefix = [refine_prefill()] if s.prefill else []
         chats = [refine_chat(p.text, n.response, (n.judgment.rationale if n.judgment else "") or FALLBACK_RATIONALE)
                  + prefix for p, n in items]
         lead = prefix[0].content if prefix else ""
-        base = Sampling(n=k, temperature=0.0 if greedy else s.temperature, top_p=s.top_p,
-                        max_new_tokens=s.max_new_tokens, seed=s.seed)
+        base = s.sampling(k, self.seed, greedy).but(n=k)
         out: list[list[tuple[str, str] | None]] = [[None] * k for _ in items]
         todo = [(i, j) for i in range(len(items)) for j in range(k)]
         for attempt in range(self.cfg.max_retries + 1):
@@ -86,7 +76,7 @@ class Searcher:
 
     def _judge(self, items: list[tuple[Prompt, str]]):
         js = judge(self.backend, [p for p, _ in items], [r for _, r in items], self.judge_cfg,
-                   sequential=self.sequential)
+                   seed=self.seed, sequential=self.sequential)
         if self.judge_cfg.mode != "verifier":
             self.calls += (len(items) * self.judge_cfg.votes) if self.sequential else 1
         return js
@@ -95,8 +85,7 @@ class Searcher:
 
     def run(self, negatives: Sequence[Negative], on_done: Callable[[Tree], None] | None = None) -> list[Tree]:
         trees: list[Tree | None] = [None] * len(negatives)
-        builders = [TreeBuilder(Node(id=0, parent=None, depth=0, response=n.response, judgment=n.judgment), self.cfg.budget,
-                                self.cfg.guard)
+        builders = [TreeBuilder(Node(id=0, parent=None, depth=0, response=n.response, judgment=n.judgment), self.cfg.budget, self.guard)
                     for n in negatives]
         gens = [RUNNERS[self.cfg.strategy](b, self.cfg) for b in builders]
 

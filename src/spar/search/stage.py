@@ -3,6 +3,8 @@ killed run keeps every finished tree and a rerun searches only the rest)."""
 
 from __future__ import annotations
 
+from spar.io import DataError
+
 from pathlib import Path
 
 from spar.io import Appender, read_jsonl, resume
@@ -15,7 +17,7 @@ def search_file(searcher: Searcher, input: str | Path, output: str | Path, chunk
     negatives = read_jsonl(input, Negative)
     keys = [n.key for n in negatives]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"{input}: duplicate negatives (same prompt id and sample index)")
+        raise DataError(f"{input}: duplicate negatives (same prompt id and sample index)")
     done_rows, done = resume(output, Tree)
     todo = [n for n in negatives if n.key not in done]
     with Appender(output) as out, bar() as progress:

@@ -19,33 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from spar.roles.guard import GuardConfig
 from spar.roles.guard import check as guard_check
+from spar.settings import SearchSettings
 from spar.types import Judgment, Node
 
-Strategy = Literal["bfs", "dfs", "greedy", "best_of_n", "iterative"]
 STRATEGIES: tuple[str, ...] = ("bfs", "dfs", "greedy", "best_of_n", "iterative")
 ACCEPT = 0.5
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    strategy: Strategy = "bfs"
-    branch: int = 3  # refinements per expanded node
-    select: int = 2  # children kept (bfs frontier) or descended into (dfs)
-    depth: int = 3  # levels below the root
-    budget: int = 15  # judged nodes at most (root not counted); 3 + 6 + 6 = 15 with the defaults
-    max_retries: int = 3  # re-asks for a refinement reply without [[start]]...[[end]]
-    guard: GuardConfig | None = GuardConfig()  # None: accept on the judge's verdict alone
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        for name in ("branch", "select", "depth", "budget"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -139,7 +121,7 @@ def _accepted(node: Node | None) -> bool:
     return node is not None and node.faithful and node.value > ACCEPT
 
 
-def bfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
+def bfs(t: TreeBuilder, cfg: SearchSettings) -> Search:
     frontier = [t.nodes[0]]
     for _ in range(cfg.depth):
         kids = yield from t.expand(frontier, cfg.branch)
@@ -152,7 +134,7 @@ def bfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
         frontier = _ranked(kids)[: cfg.select]
 
 
-def dfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
+def dfs(t: TreeBuilder, cfg: SearchSettings) -> Search:
     def visit(node: Node) -> Generator[Request, Any, bool]:
         if node.depth >= cfg.depth or t.left <= 0:
             return False
@@ -169,20 +151,20 @@ def dfs(t: TreeBuilder, cfg: SearchConfig) -> Search:
     yield from visit(t.nodes[0])
 
 
-def greedy(t: TreeBuilder, cfg: SearchConfig) -> Search:
+def greedy(t: TreeBuilder, cfg: SearchSettings) -> Search:
     kids = yield from t.expand([t.nodes[0]], 1, greedy=True)
     if kids and _accepted(kids[0]):
         t.solution = kids[0]
 
 
-def best_of_n(t: TreeBuilder, cfg: SearchConfig) -> Search:
+def best_of_n(t: TreeBuilder, cfg: SearchSettings) -> Search:
     kids = yield from t.expand([t.nodes[0]], cfg.budget)
     best = _best(kids)
     if _accepted(best):
         t.solution = best
 
 
-def iterative(t: TreeBuilder, cfg: SearchConfig) -> Search:
+def iterative(t: TreeBuilder, cfg: SearchSettings) -> Search:
     node = t.nodes[0]
     seen = {node.response}
     while t.left > 0:

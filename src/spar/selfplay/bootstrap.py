@@ -19,6 +19,8 @@ that ``spar bootstrap eval`` (a search over them) measures whether the skill car
 
 from __future__ import annotations
 
+from spar.io import DataError
+
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,9 +54,9 @@ class BootstrapConfig:
     def __post_init__(self) -> None:
         unknown = [k for k in self.heldout_kinds if k not in BREAKERS]
         if unknown:
-            raise ValueError(f"no breaker for held-out kind(s) {', '.join(unknown)}; kinds: {', '.join(sorted(BREAKERS))}")
+            raise DataError(f"no breaker for held-out kind(s) {', '.join(unknown)}; kinds: {', '.join(sorted(BREAKERS))}")
         if not 0 <= self.eval_share < 1:
-            raise ValueError(f"eval_share must be in [0, 1), got {self.eval_share}")
+            raise DataError(f"eval_share must be in [0, 1), got {self.eval_share}")
 
 
 @dataclass
@@ -193,23 +195,25 @@ def split_heldout(examples: Sequence[Break], cfg: BootstrapConfig) -> list[Negat
     return as_negatives(examples, {k: "heldout-kind" for k in cfg.heldout_kinds})
 
 
-def teacher_rows(teacher, rows: Sequence[Completion], judge_cfg, search_cfg, sampling, seed: int = 0) -> list[dict]:
+def teacher_rows(teacher, rows: Sequence[Completion], judge_cfg, search_cfg, seed: int = 0) -> list[dict]:
     """The paper's bootstrap: the teacher judges the answers, refines the failed ones by search, and
     its faithful accepted refinements and agreeing verdicts become refiner SFT rows."""
     from spar.roles.judge import judge
     from spar.search.driver import Searcher
-    from spar.selfplay.data import RFTConfig, dpo_pairs, rft_examples
-    from spar.selfplay.negatives import NegativeConfig, pick_negatives
+    from spar.selfplay.data import dpo_pairs, rft_examples
+    from spar.settings import RFTSettings
+    from spar.selfplay.negatives import pick_negatives
+    from spar.settings import NegativesSettings
     from spar.types import JudgedSample
 
     prompts = {r.id: Prompt(id=r.id, messages=r.prompt, constraints=r.constraints, source="bootstrap") for r in rows}
     flat = [(r.id, k, text) for r in rows for k, text in enumerate(r.completions)]
-    js = judge(teacher, [prompts[i] for i, _, _ in flat], [t for _, _, t in flat], judge_cfg)
+    js = judge(teacher, [prompts[i] for i, _, _ in flat], [t for _, _, t in flat], judge_cfg, seed=seed)
     judged = [JudgedSample(id=i, index=k, response=t, judgment=j) for (i, k, t), j in zip(flat, js)]
-    negatives = pick_negatives(list(prompts.values()), judged, NegativeConfig(per_prompt="all", seed=seed))
-    trees = Searcher(teacher, judge_cfg, search_cfg, sampling).run(negatives)
-    pairs, _ = dpo_pairs(trees, prompts, search_cfg.guard)
-    out = rft_examples(trees, judged, prompts, RFTConfig(seed=seed), pairs)
+    negatives = pick_negatives(list(prompts.values()), judged, NegativesSettings(per_prompt="all"), seed=seed)
+    trees = Searcher(teacher, judge_cfg, search_cfg, seed).run(negatives)
+    pairs, _ = dpo_pairs(trees, prompts, search_cfg.guard_config())
+    out = rft_examples(trees, judged, prompts, RFTSettings(), pairs, seed=seed)
     for r in out:
         r["origin"]["bootstrap"] = "teacher"
     return out

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from spar.roles.guard import REASONS, GuardConfig
+from spar.settings import RFTSettings
 from spar.roles.guard import check as guard_check
 from spar.roles.templates import judge_chat, refine_chat
 from spar.types import JudgedSample, Message, PreferencePair, Prompt, Tree
@@ -67,15 +68,9 @@ def dpo_pairs(trees: Sequence[Tree], prompts: dict[str, Prompt],
     return out, dropped
 
 
-@dataclass(frozen=True)
-class RFTConfig:
-    balance: float = 0.5  # share of "yes" among judgment examples (None-free); 0.5 = equal
-    refinement_share: float | None = None  # cap refinement examples at this share of all (None = keep all)
-    seed: int = 0
-
-
 def rft_examples(trees: Sequence[Tree], judged: Sequence[JudgedSample], prompts: dict[str, Prompt],
-                 cfg: RFTConfig = RFTConfig(), pairs: Sequence[PreferencePair] | None = None) -> list[dict]:
+                 cfg: RFTSettings = RFTSettings(), pairs: Sequence[PreferencePair] | None = None,
+                 seed: int = 0) -> list[dict]:
     """Conversational SFT rows ``{"messages": [...], "origin": ...}`` for the refiner.
 
     - refinement: the refine chat of the solution's parent (with the parent's judgment) -> the
@@ -85,7 +80,7 @@ def rft_examples(trees: Sequence[Tree], judged: Sequence[JudgedSample], prompts:
       negative collection and from tree nodes); checker-written rationales and undecided labels
       are not used. Yes/no are balanced to ``cfg.balance``; duplicates are dropped.
     """
-    rng = random.Random(cfg.seed)
+    rng = random.Random(seed)
     refine_rows, seen = [], set()
     kept = None if pairs is None else {p.origin.get("tree") for p in pairs}
     for t in trees:

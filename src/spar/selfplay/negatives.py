@@ -6,19 +6,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
 
+from spar.settings import NegativesSettings
 from spar.types import JudgedSample, Negative, Prompt
 
 
-@dataclass(frozen=True)
-class NegativeConfig:
-    per_prompt: Literal["one", "all"] | int = "one"  # how many failed answers of a prompt become roots
-    seed: int = 0
-
-
-def pick_negatives(prompts: Sequence[Prompt], judged: Sequence[JudgedSample], cfg: NegativeConfig) -> list[Negative]:
+def pick_negatives(prompts: Sequence[Prompt], judged: Sequence[JudgedSample], cfg: NegativesSettings = NegativesSettings(),
+                   seed: int = 0) -> list[Negative]:
     """Failed answers (label False; undecided ones are never used) chosen per prompt, deterministically."""
     by_prompt: dict[str, list[JudgedSample]] = {}
     for j in judged:
@@ -33,7 +27,7 @@ def pick_negatives(prompts: Sequence[Prompt], judged: Sequence[JudgedSample], cf
             chosen = failed
         else:
             m = 1 if cfg.per_prompt == "one" else int(cfg.per_prompt)
-            rng = random.Random(f"{cfg.seed}:{p.id}")
+            rng = random.Random(f"{seed}:{p.id}")
             chosen = sorted(rng.sample(failed, min(m, len(failed))), key=lambda j: j.index)
         out += [Negative(prompt=p, index=j.index, response=j.response, judgment=j.judgment) for j in chosen]
     return out

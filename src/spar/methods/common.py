@@ -1,0 +1,79 @@
+"""Stages every method shares: the prompts, the actor's samples, the judge, training, evaluation."""
+
+from __future__ import annotations
+
+from spar.pipeline import Context, Stage
+from spar.progress import console
+from spar import stages as S
+
+
+def _prompts(ctx: Context) -> None:
+    S.run_prompts(ctx.cfg.prompts, ctx.cfg.seed, ctx.path("prompts.jsonl"), ctx.path("heldout.jsonl"))
+
+
+PROMPTS = Stage("prompts", _prompts, inputs=("cfg:prompts.path",), outputs=("prompts.jsonl", "heldout.jsonl"),
+                settings=("prompts", "seed"), run_level=True)
+
+
+def _sample(ctx: Context) -> None:
+    S.run_sample(ctx.backend("actor"), ctx.cfg.sample, ctx.path("prompts.jsonl"), ctx.path("samples.jsonl"), ctx.seed,
+                 chunk=ctx.chunk, show=ctx.show)
+
+
+SAMPLE = Stage("sample", _sample, inputs=("prompts.jsonl",), outputs=("samples.jsonl",), settings=("sample",),
+               models=("actor",), resumable=True)
+
+
+def _judge(ctx: Context) -> None:
+    backend = ctx.backend("refiner") if ctx.cfg.judge.mode != "verifier" else None
+    rows = S.run_judge(backend, ctx.cfg.judge, ctx.path("samples.jsonl"), ctx.path("judgments.jsonl"), ctx.seed,
+                       chunk=ctx.chunk, show=ctx.show)
+    ctx.spend["labels"] = {"yes": sum(r.judgment.follows is True for r in rows),
+                           "no": sum(r.judgment.follows is False for r in rows),
+                           "undecided": sum(r.judgment.follows is None for r in rows)}
+
+
+JUDGE = Stage("judge", _judge, inputs=("samples.jsonl",), outputs=("judgments.jsonl",), settings=("judge",),
+              models=("refiner",), resumable=True)
+
+
+def train_stage(name: str, kind: str, role: str, data: str, section: str, out: str) -> Stage:
+    """SFT or DPO of ``role``'s current model on the iteration's ``data`` file, settings from ``section``."""
+
+    def go(ctx: Context) -> str | None:
+        s = ctx.cfg
+        for part in section.split("."):
+            s = getattr(s, part)
+        model, losses = S.run_train(kind, ctx.model(role), ctx.path(data), ctx.path(out), s.but(merge_lora=True), ctx.cfg.seed)
+        ctx.spend["loss"] = losses
+        if losses and ctx.show:
+            console.print(f"{kind} loss per step: {', '.join(f'{v:.4f}' for v in losses)}")
+        return None if model is None else str(ctx.path(out) / "model")
+
+    return Stage(name, go, inputs=(data,), outputs=(f"{out}/model",), settings=(section,), models=(role,), trains=role)
+
+
+def eval_stages() -> tuple[Stage, ...]:
+    """Held-out procedural prompts and IFEval (when ``eval.ifeval_data`` is set), greedy, per prompt."""
+
+    def make(name: str) -> Stage:
+        def go(ctx: Context) -> None:
+            jobs = {n: (src, limit) for n, src, limit in S.eval_jobs(ctx.cfg.eval, ctx.path("heldout.jsonl"))}
+            src, limit = jobs[name]
+            r = S.run_eval(ctx.backend("actor"), ctx.cfg.eval, name, src, limit, ctx.path("eval"),
+                           {"model": ctx.model("actor"), "iteration": ctx.t, "method": ctx.run.method.name},
+                           chunk=ctx.chunk * 2, show=ctx.show)
+            ctx.spend["prompt_strict"] = r["prompt_strict"]
+
+        def when(cfg, name=name) -> bool:
+            if name == "heldout":
+                return cfg.eval.heldout and cfg.prompts.heldout > 0
+            return bool(cfg.eval.ifeval_data)
+
+        inputs = ("heldout.jsonl",) if name == "heldout" else ("cfg:eval.ifeval_data",)
+        settings = ("eval.max_new_tokens",) + (("eval.ifeval_limit",) if name == "ifeval" else ())
+        return Stage(f"eval:{name}", go, inputs=inputs,
+                     outputs=(f"eval/{name}.json", f"eval/{name}.responses.jsonl", f"eval/{name}.outcomes.jsonl"),
+                     settings=settings, models=("actor",), resumable=True, when=when, group="eval")
+
+    return make("heldout"), make("ifeval")

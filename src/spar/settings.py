@@ -1,0 +1,181 @@
+"""One settings object per stage.
+
+Each class here is at once a section of a recipe (``spar.config.RunConfig`` composes them), what the
+stage function takes (``spar.stages``), and where the command line takes its defaults from (the CLI
+only overrides). None holds a seed: seeds derive from the run's seed and the iteration, and are
+passed to the stage functions beside the settings, so a recipe cannot set a seed that the loop
+would then silently replace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spar.llm import Sampling
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def but(self, **changes: Any):
+        """A validated copy with some values changed."""
+        return type(self).model_validate({**self.model_dump(), **changes})
+
+
+class PromptsSettings(Settings):
+    source: Literal["procedural", "file"] = "procedural"
+    path: str | None = None  # with source=file: a prompts JSONL (spar or IFEval rows)
+    count: int = Field(64, ge=1)  # training prompts
+    heldout: int = Field(32, ge=0)  # held-out procedural prompts for evaluation
+    min_constraints: int = Field(1, ge=1)
+    max_constraints: int = Field(3, ge=1)
+
+
+class SampleSettings(Settings):
+    """The actor's answers: ``k`` per prompt."""
+
+    k: int = Field(5, ge=1)
+    temperature: float = Field(0.9, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_new_tokens: int = Field(512, ge=1)
+
+    def sampling(self, seed: int) -> Sampling:
+        return Sampling(n=self.k, temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
+                        seed=seed)
+
+
+Mode = Literal["llm", "verifier", "hybrid"]
+
+
+class JudgeSettings(Settings):
+    """The refiner as judge (``spar.roles.judge``): votes per answer and who decides."""
+
+    votes: int = Field(5, ge=1)
+    mode: Mode = "hybrid"
+    temperature: float = Field(0.7, ge=0)  # votes=1 always decodes greedily
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(384, ge=1)
+
+    def sampling(self, seed: int) -> Sampling:
+        if self.votes == 1:
+            return Sampling(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens, seed=seed)
+        return Sampling(n=self.votes, temperature=self.temperature, top_p=self.top_p,
+                        max_new_tokens=self.max_new_tokens, seed=seed)
+
+
+class NegativesSettings(Settings):
+    per_prompt: Literal["one", "all"] | int = "one"  # failed answers of a prompt that become roots
+
+
+Strategy = Literal["bfs", "dfs", "greedy", "best_of_n", "iterative"]
+
+
+class SearchSettings(Settings):
+    """Tree search over refinements (``spar.search``), the refiner's sampling, and the guard."""
+
+    strategy: Strategy = "bfs"
+    branch: int = Field(3, ge=1)  # refinements per expanded node
+    select: int = Field(2, ge=1)  # children kept (bfs frontier) or descended into (dfs)
+    depth: int = Field(3, ge=1)  # levels below the root
+    budget: int = Field(15, ge=1)  # judged nodes at most (root not counted); 3 + 6 + 6 = 15 with the defaults
+    max_retries: int = Field(3, ge=0)  # re-asks for a refinement reply without [[start]]...[[end]]
+    temperature: float = Field(0.9, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(512, ge=1)
+    prefill: bool = True  # start the refiner's turn with the [[start]] marker
+    # the guard (spar.roles.guard): an accepted refinement, and the chosen answer of a pair, must
+    # stay the same answer as its parent / the rejected answer
+    guard: bool = True
+    min_similarity: float = Field(0.7, ge=0, le=1)  # case-folded rapidfuzz ratio / 100
+    max_length_ratio: float = Field(2.0, ge=1)  # length within this factor of the parent's, either way
+
+    def guard_config(self):
+        from spar.roles.guard import GuardConfig
+
+        return GuardConfig(self.min_similarity, self.max_length_ratio) if self.guard else None
+
+    def sampling(self, k: int, seed: int, greedy: bool = False) -> Sampling:
+        if greedy or self.temperature == 0:
+            return Sampling(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens, seed=seed)
+        return Sampling(n=k, temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
+                        seed=seed)
+
+
+class RFTSettings(Settings):
+    balance: float = Field(0.5, ge=0, le=1)  # share of "yes" among judgment examples
+    refinement_share: float | None = Field(None, ge=0, lt=1)  # cap on refinement examples (None = keep all)
+
+
+class TrainSettings(Settings):
+    """Shared by SFT and DPO (``spar.train``). Defaults are the paper's DPO settings; ``sft_defaults``
+    gives the refiner's. The training seed is the run's, passed beside these."""
+
+    learning_rate: float = Field(2e-7, gt=0)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = -1  # > 0 overrides epochs
+    batch_size: int = Field(2, ge=1)  # per device
+    grad_accum: int = Field(1, ge=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    max_length: int | None = Field(1024, ge=8)
+    lora: bool = False
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    merge_lora: bool = False  # save a merged full model instead of the adapter
+    gradient_checkpointing: bool = False
+    dtype: Literal["fp32", "bf16", "fp16"] | None = None  # None: bf16 on GPUs that support it, fp32 on CPU
+    logging_steps: int = Field(1, ge=1)
+    report_to: list[str] = Field(default_factory=list)  # e.g. ["tensorboard"] or ["wandb"]
+    # DPO only
+    beta: float = Field(0.1, gt=0)
+    sft_weight: float = Field(0.1, ge=0)  # weight of the NLL term on the chosen answer (0 = plain DPO)
+    precompute_ref: bool = False  # reference log-probs once, before training
+
+
+def sft_defaults(**over: Any) -> TrainSettings:
+    """RFT/SFT defaults: the paper's refiner lr 1e-6."""
+    return TrainSettings(**{"learning_rate": 1e-6, **over})
+
+
+class BootstrapSettings(Settings):
+    """Iteration 0: teach the refiner to edit before self-play (``spar.selfplay.bootstrap``)."""
+
+    refiner: Literal["none", "offline", "teacher"] = "none"
+    teacher: str | None = None  # model string of the teacher, with refiner=teacher
+    prompts: int = Field(64, ge=1)  # procedural prompts (their own seed) whose answers are broken and restored
+    k: int = Field(4, ge=1)  # answers per prompt
+    per_answer: int = Field(2, ge=1)  # broken copies per answer
+    extra: int = Field(2, ge=0)  # constraints an answer happens to meet, added to its prompt
+    budget: int = Field(6, ge=1)  # teacher: judged refinements per failed answer
+    train: TrainSettings = TrainSettings(learning_rate=2e-5, epochs=2, max_length=768)
+
+
+class EvalSettings(Settings):
+    heldout: bool = True  # prompt-level strict accuracy on held-out procedural prompts
+    ifeval_data: str | None = None  # IFEval input_data.jsonl; None = skip
+    ifeval_limit: int | None = Field(None, ge=1)  # a fixed slice (the first N prompts); None = all 541
+    max_new_tokens: int = Field(384, ge=1)
+
+
+class RewardSettings(Settings):
+    """Self-Rewarding and Meta-Rewarding (``spar.methods.rewarding``): the 5-point judge and its pairs.
+
+    With ``judge.mode: verifier`` the score of an answer is 5 x the share of its checkable
+    constraints met (the mapping in ``spar.methods.rewarding.verifier_score``), so methods can be
+    compared on how they build pairs with the judge held equal."""
+
+    samples: int = Field(3, ge=1)  # judge samples per answer, averaged
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    max_new_tokens: int = Field(256, ge=1)
+    rho: float = Field(0.0, ge=0, le=1)  # Meta-Rewarding's length control (0 = plain highest vs lowest)
+    meta_judge: bool = True  # Meta-Rewarding: judge pairs from the pairwise meta-judge
+    meta_max_new_tokens: int = Field(256, ge=1)
+    judge_max_chars: int | None = Field(1100, ge=1)  # drop a judge pair whose chosen judgment is longer
+
+
+class SelfSettings(Settings):
+    """SELF (``spar.methods.self_refine``): one self-feedback and one self-refinement per failed answer."""
+
+    keep_correct: bool = False  # also train on answers the first judgment already accepted

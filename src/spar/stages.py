@@ -1,0 +1,148 @@
+"""One function per stage: settings, backends, input paths, output paths.
+
+The command line (``spar.cli``) and the loop (``spar.pipeline`` through ``spar.methods``) both
+call these, so a stage run by hand writes what the same stage of the loop writes. Generation
+stages append row by row and resume from what an earlier, killed call wrote; the others write
+their files whole.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from spar.io import DataError, iter_json_lines, read_jsonl, read_prompts, write_jsonl, write_text
+from spar.llm import Backend, Sampling
+from spar.settings import (EvalSettings, JudgeSettings, NegativesSettings, PromptsSettings, RFTSettings, SampleSettings,
+                           SearchSettings, TrainSettings)
+from spar.types import Completion, JudgedSample, Negative, Prompt, Tree
+
+
+def run_prompts(s: PromptsSettings, seed: int, train_out: Path, heldout_out: Path) -> list[Prompt]:
+    """Training prompts (procedural, or the first ``count`` of a file) and held-out procedural prompts."""
+    from spar.constraints.procedural import build_prompts
+
+    if s.source == "file":
+        if not s.path:
+            raise DataError("prompts.source=file needs prompts.path")
+        rows = read_prompts(s.path)[: s.count]
+    else:
+        rows = build_prompts(s.count, "train", seed, s.min_constraints, s.max_constraints)
+    write_jsonl(train_out, rows)
+    write_jsonl(heldout_out, build_prompts(s.heldout, "heldout", seed, s.min_constraints, s.max_constraints)
+                if s.heldout else [])
+    return rows
+
+
+def run_sample(backend: Backend, s: SampleSettings, prompts: Path | list[Prompt], out: Path, seed: int,
+               chunk: int = 16, show: bool = True) -> list[Completion]:
+    """The actor's ``k`` answers per prompt (resumable by prompt)."""
+    from spar.generate import generate_file
+
+    rows = read_prompts(prompts) if isinstance(prompts, Path) else prompts
+    return generate_file(backend, rows, out, s.sampling(seed), chunk=chunk, show=show)
+
+
+def run_judge(backend: Backend | None, s: JudgeSettings, samples: Path, out: Path, seed: int, chunk: int = 16,
+              show: bool = True) -> list[JudgedSample]:
+    """Every answer judged (votes, majority, mode); ``backend`` may be None in verifier mode."""
+    from spar.roles.stage import judge_file
+
+    if s.mode != "verifier" and backend is None:
+        raise DataError(f"judge mode {s.mode!r} needs a model")
+    return judge_file(backend if s.mode != "verifier" else None, samples, out, s, seed=seed, chunk=chunk, show=show)
+
+
+def run_negatives(s: NegativesSettings, prompts: Path, judgments: Path, out: Path, seed: int) -> list[Negative]:
+    from spar.selfplay.negatives import pick_negatives
+
+    rows = pick_negatives(read_prompts(prompts), read_jsonl(judgments, JudgedSample), s, seed=seed)
+    write_jsonl(out, rows)
+    return rows
+
+
+def run_search(backend: Backend, judge: JudgeSettings, s: SearchSettings, negatives: Path, out: Path, seed: int,
+               chunk: int = 64, show: bool = True, sequential: bool = False) -> list[Tree]:
+    """A refinement tree per negative (resumable by tree)."""
+    from spar.search.driver import Searcher
+    from spar.search.stage import search_file
+
+    return search_file(Searcher(backend, judge, s, seed, sequential=sequential), negatives, out, chunk=chunk, show=show)
+
+
+def run_data(search: SearchSettings, rft: RFTSettings, prompts: Path, trees: Path, judgments: Path,
+             dpo_out: Path, rft_out: Path, stats_out: Path, seed: int) -> dict[str, Any]:
+    """DPO pairs (the guard applied), the refiner's RFT rows, and the trees' stats."""
+    from spar.selfplay.data import dpo_pairs, rft_examples, search_stats
+
+    by_id = {p.id: p for p in read_prompts(prompts)}
+    tr, judged = read_jsonl(trees, Tree), read_jsonl(judgments, JudgedSample)
+    pairs, dropped = dpo_pairs(tr, by_id, search.guard_config())
+    write_jsonl(dpo_out, pairs)
+    write_jsonl(rft_out, rft_examples(tr, judged, by_id, rft, pairs, seed=seed))
+    stats = search_stats(tr, judged, pairs, dropped).as_dict()
+    write_text(stats_out, json.dumps(stats, indent=1) + "\n")
+    return stats
+
+
+def read_train_rows(kind: str, data: Path) -> list[dict]:
+    """Training rows, each checked for the fields its trainer needs (errors name the file and line)."""
+    need = ("prompt", "chosen", "rejected") if kind == "dpo" else None
+    rows = []
+    for lineno, row in iter_json_lines(data):
+        ok = all(k in row for k in need) if need else ("messages" in row or ("prompt" in row and "completion" in row))
+        if not ok:
+            raise DataError(f"{data}:{lineno}: a {kind} row needs "
+                            + ("prompt, chosen, rejected" if need else "messages, or prompt + completion"))
+        rows.append(row)
+    return rows
+
+
+def model_path(model: str) -> str:
+    """The weights a model string names (``embedded`` resolves to its local safetensors copy)."""
+    if model == "embedded":
+        from spar.llm.embedded import embedded_model_path
+
+        return str(embedded_model_path())
+    return model
+
+
+def run_train(kind: str, base: str, data: Path, out: Path, s: TrainSettings, seed: int) -> tuple[str | None, list[float]]:
+    """SFT or DPO of ``base`` on ``data``; the model goes to ``out/model``. With no rows nothing is
+    trained: returns (None, [])."""
+    from spar.train import train_dpo, train_sft
+
+    rows = read_train_rows(kind, data)
+    if not rows:
+        return None, []
+    path, log = (train_dpo if kind == "dpo" else train_sft)(model_path(base), rows, out, s, seed=seed)
+    return str(path), [round(x["loss"], 4) for x in log if "loss" in x]
+
+
+def eval_jobs(e: EvalSettings, heldout: Path | None) -> list[tuple[str, Path, int | None]]:
+    """(name, prompts file, limit) of each benchmark the eval stage scores."""
+    jobs: list[tuple[str, Path, int | None]] = []
+    if e.heldout and heldout is not None:
+        jobs.append(("heldout", heldout, None))
+    if e.ifeval_data:
+        jobs.append(("ifeval", Path(e.ifeval_data), e.ifeval_limit))
+    return jobs
+
+
+def run_eval(backend: Backend, e: EvalSettings, name: str, src: Path, limit: int | None, out_dir: Path, meta: dict,
+             chunk: int = 32, show: bool = True) -> dict:
+    """Greedy answers to a benchmark's prompts, scored by its checkers: ``<name>.json`` (scores),
+    ``<name>.responses.jsonl`` and ``<name>.outcomes.jsonl`` (per prompt)."""
+    from spar.eval.ifeval import outcome_rows, score
+    from spar.generate import generate_file
+
+    prompts = read_prompts(src)
+    prompts = prompts[:limit] if limit else prompts
+    rows = generate_file(backend, prompts, out_dir / f"{name}.responses.jsonl", Sampling(max_new_tokens=e.max_new_tokens),
+                         chunk=chunk, show=show)
+    sc, per_prompt = score(prompts, {r.id: r.completions[0] for r in rows})
+    write_jsonl(out_dir / f"{name}.outcomes.jsonl", outcome_rows(per_prompt))
+    result = {"benchmark": name, **meta, **sc.as_dict()}
+    write_text(out_dir / f"{name}.json", json.dumps(result, indent=1) + "\n")
+    return result
