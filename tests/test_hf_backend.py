@@ -32,6 +32,18 @@ def test_sampling_is_reproducible_with_a_seed(embedded):
     assert first == embedded.generate(CHATS[:2], s)
 
 
+def test_a_sampled_request_gives_the_same_text_whatever_batch_it_lands_in(embedded):
+    """Seeds are per request (its tokens, the seed, the sample index), not per batch."""
+    s = Sampling(n=2, temperature=0.9, top_p=0.9, max_new_tokens=16, seed=5)
+    alone = embedded.generate(CHATS[2:3], s)[0]
+    in_batch = embedded.generate(CHATS, s)[2]  # another batch size, other neighbours, another position
+    reordered = embedded.generate([CHATS[5], CHATS[2], CHATS[0]], s)[1]
+    assert alone == in_batch == reordered
+    # sample j of an n-sample request is the single sample of the same request at seed + j
+    assert [embedded.generate(CHATS[2:3], s.but(n=1, seed=5 + j))[0][0] for j in range(2)] == alone
+    assert embedded.generate(CHATS[2:3], s.but(seed=6))[0] != alone
+
+
 def test_n_completions_from_one_request(embedded):
     out = embedded.generate(CHATS[:1], Sampling(n=4, temperature=1.0, max_new_tokens=16, seed=0))
     assert len(out) == 1 and len(out[0]) == 4

@@ -151,3 +151,98 @@ def test_the_bootstrap_stage_trains_the_refiner_that_iteration_1_uses(tmp_path, 
     assert {"iter_0:bootstrap_sample", "iter_0:bootstrap_data", "iter_0:train_refiner"} <= set(manifest)
     with pytest.raises(DataError, match="bootstrap.teacher"):
         load_config(None, {"bootstrap.refiner": "teacher"})
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """Training that only writes a model folder (the loop's bookkeeping is what is tested)."""
+    import spar.train
+
+    def fake(model, rows, out, settings, seed=0):
+        (Path(out) / "model").mkdir(parents=True, exist_ok=True)
+        (Path(out) / "model" / "from.txt").write_text(f"{model} {len(rows)}")
+        return Path(out) / "model", [{"loss": 0.5}]
+
+    monkeypatch.setattr(spar.train, "train_dpo", fake)
+    monkeypatch.setattr(spar.train, "train_sft", fake)
+
+
+FULL = {"iterations": 2, "prompts.heldout": 4, "eval.heldout": True, "bootstrap.refiner": "offline",
+        "bootstrap.prompts": 8, "bootstrap.k": 3}
+
+
+def _keys(run_dir: Path) -> list[str]:
+    return list(json.loads((run_dir / "manifest.json").read_text())["stages"])
+
+
+def _expected_prefix(order: list[str], until: str) -> list[str]:
+    def name(key: str) -> str:
+        bare = key.split(":", 1)[1] if key.startswith("iter_") else key
+        return "eval" if bare.startswith("eval:") else ("bootstrap" if bare.startswith("bootstrap") or
+                                                        key == "iter_0:train_refiner" else bare)
+
+    hit = [i for i, k in enumerate(order) if (k.split(":")[0] + ":" + name(k) if until.startswith("iter_") else name(k)) == until]
+    first = hit[0]
+    last = first
+    while last + 1 < len(order) and last + 1 in hit and order[last + 1].split(":")[0] == order[first].split(":")[0]:
+        last += 1
+    return order[: last + 1]
+
+
+def test_until_stops_right_after_the_named_stage_for_every_stage(tmp_path, fake_training):
+    from spar.methods import get_method
+
+    H.run(tmp_path / "all", until=None, **FULL)
+    order = _keys(tmp_path / "all")
+    assert order[0] == "prompts" and order[-1] == "iter_2:eval:heldout" and "iter_2:train_refiner" in order
+    names = get_method("spar").stage_names()
+    assert set(names) == {"prompts", "eval", "bootstrap", "sample", "judge", "negatives", "search", "data",
+                          "train_actor", "train_refiner"}
+    for until in [*names, "iter_2:judge", "iter_1:eval"]:
+        d = tmp_path / until.replace(":", "_")
+        H.run(d, until=until, **FULL)
+        assert _keys(d) == _expected_prefix(order, until), until
+    with pytest.raises(DataError, match="--until must name a stage"):
+        H.run(tmp_path / "bad", until="nope", **FULL)
+
+
+def test_iteration_2_samples_with_the_trained_actor_and_models_are_released(tmp_path, fake_training):
+    from spar.pipeline import Run
+
+    loaded: dict[str, set[str]] = {}
+    orig = Run._run_stage
+
+    def spy(self, stage, t):
+        did = orig(self, stage, t)
+        loaded[Run.key(stage, t)] = set(self._backends)
+        return did
+
+    Run._run_stage = spy
+    try:
+        H.models.clear()
+        r = H.run(tmp_path, until="iter_2:sample", **FULL)
+    finally:
+        Run._run_stage = orig
+    actor1 = str(tmp_path / "iter_1/actor/model")
+    assert H.models[-1] == actor1  # the last model loaded: iteration 2's sampler is iteration 1's actor
+    assert loaded["iter_1:eval:heldout"] == {actor1}  # the base model was let go once trained
+    assert loaded["iter_1:search"] and loaded["iter_1:train_actor"] == set()  # nothing held while training
+    assert not r._backends  # all released at the end
+    manifest = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    spend = manifest["iter_1:sample"]["spend"]
+    assert spend["calls"] >= 1 and spend["new_tokens"] > 0 and spend["requests"] == 12
+    assert manifest["iter_1:train_actor"]["model"] == actor1 and manifest["iter_1:train_actor"]["loss"] == [0.5]
+
+
+def test_a_failed_stage_keeps_its_traceback_in_the_manifest(tmp_path, monkeypatch):
+    import spar.stages
+    from spar.pipeline import StageFailed
+
+    def broken(*a, **kw):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(spar.stages, "run_negatives", broken)
+    with pytest.raises(StageFailed, match="iter_1:negatives failed"):
+        H.run(tmp_path)
+    rec = json.loads((tmp_path / "manifest.json").read_text())["stages"]["iter_1:negatives"]
+    assert rec["status"] == "failed" and "KeyError" in rec["traceback"] and "broken" in rec["traceback"]

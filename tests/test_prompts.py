@@ -9,7 +9,7 @@ from fake import FakeBackend
 from spar.constraints.checkers import check, conflicts
 from spar.constraints.procedural import SPECS, build_prompts, contamination, contradiction, rendered_texts
 from spar.constraints.seeds import seed_tasks, split_of
-from spar.constraints.teacher import evolve_prompts
+from spar.selfplay.evolve import evolve_prompts
 
 
 def test_at_least_300_distinct_seed_tasks_and_disjoint_splits():

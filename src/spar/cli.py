@@ -151,7 +151,7 @@ def prompts_build(
 
     if teacher:
         from spar.constraints.seeds import seed_tasks, split_of
-        from spar.constraints.teacher import evolve_prompts
+        from spar.selfplay.evolve import evolve_prompts
 
         seeds = [t for _, t in seed_tasks() if split_of(t) == split]
         rows = evolve_prompts(_backend(teacher), seeds, count, seed=seed, split=split)

@@ -24,13 +24,13 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from spar.config import RunConfig, dump_config
 from spar.io import DataError, write_text
 from spar.llm import Backend, BackendOptions, Metered, load_backend
+from spar.methods.base import Context, Method, Stage  # noqa: F401  (re-exported for methods)
 from spar.progress import console
 
 BackendFactory = Callable[..., Backend]  # (model, batch_size, dtype=...) -> Backend
@@ -59,76 +59,6 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:
             pass
     return out
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of a method: what it is called, what it reads and writes, which recipe sections and
-    models it depends on. ``run(ctx)`` does the work; a training stage returns the path of the model
-    it wrote (or None when it had no rows and the model stays as it was)."""
-
-    name: str  # what --until takes; the manifest key is "iter_<t>:<name>" (iteration 0: the prologue)
-    run: Callable[["Context"], Any]
-    inputs: tuple[str, ...] = ()  # file names (RUN_FILES or the iteration's), or "cfg:<key>" for a path in the recipe
-    outputs: tuple[str, ...] = ()
-    settings: tuple[str, ...] = ()  # RunConfig sections (dotted) hashed with it
-    models: tuple[str, ...] = ()  # roles whose current model it uses ("actor", "refiner")
-    trains: str | None = None  # the role whose new model it writes
-    resumable: bool = False  # appends rows and resumes
-    when: Callable[[RunConfig], bool] | None = None  # skip the stage unless this holds
-    group: str | None = None  # --until name shared by several stages (eval:heldout, eval:ifeval -> eval)
-    run_level: bool = False  # its manifest key has no iteration (the prompts)
-
-    @property
-    def until_name(self) -> str:
-        return self.group or self.name
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    prologue: tuple[Stage, ...]  # iteration 0, once
-    stages: tuple[Stage, ...]  # every iteration t = 1..iterations
-    roles: tuple[str, ...] = ("actor",)  # the models it keeps; any other role is the actor's model
-
-    def stage_names(self) -> list[str]:
-        out: list[str] = []
-        for s in (*self.prologue, *self.stages):
-            if s.until_name not in out:
-                out.append(s.until_name)
-        return out
-
-
-@dataclass
-class Context:
-    """What a stage's ``run`` sees: the config, the iteration and its seed, paths, models."""
-
-    run: "Run"
-    cfg: RunConfig
-    t: int
-    seed: int
-    stage: Stage
-    spend: dict[str, Any] = field(default_factory=dict)  # extra figures for the manifest (counts, losses)
-
-    def path(self, name: str) -> Path:
-        p = self.run.path(name, self.t)
-        if p is None:
-            raise DataError(f"stage {self.stage.name}: the recipe names no file for {name[4:]}")
-        return p
-
-    def model(self, role: str) -> str:
-        return self.run.models[self.run.role(role)]
-
-    def backend(self, role: str) -> Backend:
-        return self.run.backend(self.model(role))
-
-    @property
-    def show(self) -> bool:
-        return self.run.show
-
-    @property
-    def chunk(self) -> int:
-        return self.cfg.batch_size
 
 
 class StageFailed(RuntimeError):
@@ -302,8 +232,7 @@ class Run:
         schedule = [(t, s) for t, s in schedule if s.when is None or s.when(self.cfg)]
         for i, (t, stage) in enumerate(schedule):
             self._run_stage(stage, t)
-            later = [s for tt, s in schedule[i + 1:] if tt == t]
-            self.release({self.models[self.role(r)] for s in later for r in s.models})
+            self.release(self._needed([s for tt, s in schedule[i + 1:] if tt == t]))
             if self._stops_after(schedule, i):
                 break
         self.release(set())
@@ -311,6 +240,17 @@ class Run:
 
         write_report(self.dir)
         return self.summary
+
+    def _needed(self, later: list[Stage]) -> set[str]:
+        """The models the later stages of this iteration will load (a role that a stage before them
+        retrains will be another model by then)."""
+        keep: set[str] = set()
+        retrained: set[str] = set()
+        for s in later:
+            keep |= {self.models[self.role(r)] for r in s.loaded if self.role(r) not in retrained}
+            if s.trains:
+                retrained.add(self.role(s.trains))
+        return keep
 
     def _stops_after(self, schedule: list[tuple[int, Stage]], i: int) -> bool:
         if self.until is None:

@@ -9,10 +9,12 @@ would then silently replace.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from spar.io import DataError
 from spar.llm import Sampling
 
 
@@ -69,6 +71,22 @@ class NegativesSettings(Settings):
     per_prompt: Literal["one", "all"] | int = "one"  # failed answers of a prompt that become roots
 
 
+@dataclass(frozen=True)
+class GuardConfig:
+    # case-folded rapidfuzz ratio / 100 to the parent. 0.7: of the pairs read (README), the ones at
+    # 0.54 and 0.64 were loose rewrites, the bootstrapped refiner's edits were 0.81 and 0.97.
+    min_similarity: float = 0.7
+    max_length_ratio: float = 2.0  # len(child) / len(parent) within [1/r, r]
+    machinery: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.min_similarity <= 1:
+            raise DataError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
+        if self.max_length_ratio < 1:
+            raise DataError(f"max_length_ratio must be >= 1, got {self.max_length_ratio}")
+
+
+
 Strategy = Literal["bfs", "dfs", "greedy", "best_of_n", "iterative"]
 
 
@@ -88,12 +106,10 @@ class SearchSettings(Settings):
     # the guard (spar.roles.guard): an accepted refinement, and the chosen answer of a pair, must
     # stay the same answer as its parent / the rejected answer
     guard: bool = True
-    min_similarity: float = Field(0.7, ge=0, le=1)  # case-folded rapidfuzz ratio / 100
-    max_length_ratio: float = Field(2.0, ge=1)  # length within this factor of the parent's, either way
+    min_similarity: float = Field(GuardConfig.min_similarity, ge=0, le=1)  # case-folded rapidfuzz ratio / 100
+    max_length_ratio: float = Field(GuardConfig.max_length_ratio, ge=1)  # within this factor of the parent's length
 
-    def guard_config(self):
-        from spar.roles.guard import GuardConfig
-
+    def guard_config(self) -> GuardConfig | None:
         return GuardConfig(self.min_similarity, self.max_length_ratio) if self.guard else None
 
     def sampling(self, k: int, seed: int, greedy: bool = False) -> Sampling:

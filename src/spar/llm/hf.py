@@ -5,7 +5,9 @@ and one copy of a prompt for its n samples); sampling is NucleusSampler's."""
 
 from __future__ import annotations
 
+import hashlib
 import time
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -136,10 +138,12 @@ class NucleusSampler(LogitsProcessor):
     flat distribution) is sorted in full.
     """
 
-    def __init__(self, temperature: float, top_p: float, first_k: int = 256):
+    def __init__(self, temperature: float, top_p: float, first_k: int = 256,
+                 generators: list[torch.Generator] | None = None):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0 to sample, got {temperature}")
         self.temperature, self.top_p, self.first_k = temperature, top_p, first_k
+        self.generators = generators  # one per row: a row's draws do not depend on the other rows
 
     def parts(self, scores: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
         """The rows in groups, each (row numbers, candidate token ids best first or None for the
@@ -179,9 +183,14 @@ class NucleusSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         out = torch.full_like(scores, float("-inf"))
         for rows, idx, vals in self.parts(scores):
-            if len(rows):
+            if not len(rows):
+                continue
+            if self.generators is None:
                 pick = torch.multinomial(vals, 1)
-                out[rows, (pick if idx is None else idx.gather(1, pick)).squeeze(1)] = 0.0
+            else:
+                pick = torch.cat([torch.multinomial(vals[i:i + 1], 1, generator=self.generators[int(r)])
+                                  for i, r in enumerate(rows)])
+            out[rows, (pick if idx is None else idx.gather(1, pick)).squeeze(1)] = 0.0
         return out
 
 
@@ -249,7 +258,7 @@ class HFBackend:
         results: list[list[str]] = [[] for _ in requests]
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
-            texts, ntok = self._generate_batch([encoded[i] for i in idx], sampling, seed=sampling.seed + start)
+            texts, ntok = self._generate_batch([encoded[i] for i in idx], sampling)
             self.usage.new_tokens += ntok
             for j, i in enumerate(idx):
                 results[i] = texts[j]
@@ -302,7 +311,20 @@ class HFBackend:
         self.usage.prefill_seconds += time.perf_counter() - start
         return ids.to(self.device), mask.to(self.device), cache
 
-    def _generate_batch(self, batch: list[list[int]], sampling: Sampling, seed: int) -> tuple[list[list[str]], int]:
+    def _generators(self, batch: list[list[int]], sampling: Sampling) -> list[torch.Generator]:
+        """A generator per row, seeded from the request's tokens, the seed and the sample index j
+        (seed + j: sample j of an n-sample request is the one sample of the same request at seed + j),
+        so a request draws the same samples whatever batch it lands in."""
+        gens = []
+        for tokens in batch:
+            base = int.from_bytes(hashlib.blake2b(array("q", tokens).tobytes(), digest_size=7).digest(), "little")
+            for j in range(sampling.n):
+                g = torch.Generator(device=self.device)
+                g.manual_seed((base + sampling.seed + j) % (1 << 62))
+                gens.append(g)
+        return gens
+
+    def _generate_batch(self, batch: list[list[int]], sampling: Sampling) -> tuple[list[list[str]], int]:
         pad = self.tokenizer.pad_token_id
         ids, mask, cache = self._prefill(batch)
         width = ids.shape[1]
@@ -324,10 +346,10 @@ class HFBackend:
         # Sampling happens in NucleusSampler; generate itself always decodes greedily (see its docstring).
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if sampling.temperature > 0:
-            kwargs.update(logits_processor=LogitsProcessorList([NucleusSampler(sampling.temperature, sampling.top_p)]))
+            kwargs.update(logits_processor=LogitsProcessorList([NucleusSampler(sampling.temperature, sampling.top_p,
+                                                                               generators=self._generators(batch, sampling))]))
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        torch.manual_seed(seed)
         out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         new = out[:, width:].cpu()
         texts, ntok = [], 0

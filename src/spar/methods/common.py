@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spar.pipeline import Context, Stage
+from spar.methods.base import Context, Stage
 from spar.progress import console
 from spar import stages as S
 
@@ -50,7 +50,8 @@ def train_stage(name: str, kind: str, role: str, data: str, section: str, out: s
             console.print(f"{kind} loss per step: {', '.join(f'{v:.4f}' for v in losses)}")
         return None if model is None else str(ctx.path(out) / "model")
 
-    return Stage(name, go, inputs=(data,), outputs=(f"{out}/model",), settings=(section,), models=(role,), trains=role)
+    return Stage(name, go, inputs=(data,), outputs=(f"{out}/model",), settings=(section,), models=(role,), loads=(),
+                 trains=role)
 
 
 def eval_stages() -> tuple[Stage, ...]:

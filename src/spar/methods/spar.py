@@ -9,7 +9,7 @@ from dataclasses import replace
 from spar import stages as S
 from spar.io import read_jsonl, write_jsonl
 from spar.methods.common import JUDGE, PROMPTS, SAMPLE, eval_stages, train_stage
-from spar.pipeline import Context, Method, Stage
+from spar.methods.base import Context, Method, Stage
 from spar.progress import console
 
 BOOTSTRAP_SEED = 7919  # the bootstrap's prompts and samples are apart from the training prompts'

@@ -19,35 +19,19 @@ never expanded, and never the chosen answer of a pair.
 
 from __future__ import annotations
 
-from spar.io import DataError
-
 import functools
 import re
 import string
 from dataclasses import dataclass
 
 from spar.roles import templates as T
+from spar.settings import GuardConfig  # noqa: F401  (the guard's settings live with the others)
 
 REASONS = ("similarity", "machinery", "length")
 # Word n-grams of the templates' prose. 4 words: no answer among the actor's samples or the
 # accepted refinements of a demo run carries one unless it echoes a prompt (measured, README);
 # 3-grams flag phrases such as "the task itself" that ordinary answers use.
 MACHINERY_NGRAM = 4
-
-
-@dataclass(frozen=True)
-class GuardConfig:
-    # case-folded rapidfuzz ratio / 100 to the parent. 0.7: of the pairs read (README), the ones at
-    # 0.54 and 0.64 were loose rewrites, the bootstrapped refiner's edits were 0.81 and 0.97.
-    min_similarity: float = 0.7
-    max_length_ratio: float = 2.0  # len(child) / len(parent) within [1/r, r]
-    machinery: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.min_similarity <= 1:
-            raise DataError(f"min_similarity must be in [0, 1], got {self.min_similarity}")
-        if self.max_length_ratio < 1:
-            raise DataError(f"max_length_ratio must be >= 1, got {self.max_length_ratio}")
 
 
 def similarity(a: str, b: str) -> float:

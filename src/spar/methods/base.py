@@ -1,0 +1,90 @@
+"""What a method is made of: :class:`Stage` records, grouped into a :class:`Method`, and the
+:class:`Context` a stage's ``run`` is given by the loop (``spar.pipeline``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spar.config import RunConfig
+from spar.io import DataError
+from spar.llm import Backend
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a method: what it is called, what it reads and writes, which recipe sections and
+    models it depends on. ``run(ctx)`` does the work; a training stage returns the path of the model
+    it wrote (or None when it had no rows and the model stays as it was)."""
+
+    name: str  # what --until takes; the manifest key is "iter_<t>:<name>" (iteration 0: the prologue)
+    run: Callable[[Context], Any]
+    inputs: tuple[str, ...] = ()  # file names (RUN_FILES or the iteration's), or "cfg:<key>" for a path in the recipe
+    outputs: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()  # RunConfig sections (dotted) hashed with it
+    models: tuple[str, ...] = ()  # roles whose current model it depends on ("actor", "refiner"), hashed
+    loads: tuple[str, ...] | None = None  # roles it loads through a backend (default: models; training loads none)
+    trains: str | None = None  # the role whose new model it writes
+    resumable: bool = False  # appends rows and resumes
+    when: Callable[[Any], bool] | None = None  # skip the stage unless this holds
+    group: str | None = None  # --until name shared by several stages (eval:heldout, eval:ifeval -> eval)
+    run_level: bool = False  # its manifest key has no iteration (the prompts)
+
+    @property
+    def loaded(self) -> tuple[str, ...]:
+        return self.models if self.loads is None else self.loads
+
+    @property
+    def until_name(self) -> str:
+        return self.group or self.name
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    prologue: tuple[Stage, ...]  # iteration 0, once
+    stages: tuple[Stage, ...]  # every iteration t = 1..iterations
+    roles: tuple[str, ...] = ("actor",)  # the models it keeps; any other role is the actor's model
+
+    def stage_names(self) -> list[str]:
+        out: list[str] = []
+        for s in (*self.prologue, *self.stages):
+            if s.until_name not in out:
+                out.append(s.until_name)
+        return out
+
+
+@dataclass
+class Context:
+    """What a stage's ``run`` sees: the config, the iteration and its seed, paths, models."""
+
+    run: Any  # the spar.pipeline.Run
+    cfg: RunConfig
+    t: int
+    seed: int
+    stage: Stage
+    spend: dict[str, Any] = field(default_factory=dict)  # extra figures for the manifest (counts, losses)
+
+    def path(self, name: str) -> Path:
+        p = self.run.path(name, self.t)
+        if p is None:
+            raise DataError(f"stage {self.stage.name}: the recipe names no file for {name[4:]}")
+        return p
+
+    def model(self, role: str) -> str:
+        return self.run.models[self.run.role(role)]
+
+    def backend(self, role: str) -> Backend:
+        return self.run.backend(self.model(role))
+
+    @property
+    def show(self) -> bool:
+        return self.run.show
+
+    @property
+    def chunk(self) -> int:
+        return self.cfg.batch_size
+
+
