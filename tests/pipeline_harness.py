@@ -26,6 +26,10 @@ def script(chat, sampling, k):
     if any("Rewrite the response" in m["content"] for m in chat):  # a minimal edit: the commas out, a word changed
         parent = text.split("[Response]\n", 1)[1].split("\n\nFirst say", 1)[0]
         return f"{parent.replace(',', '')} v{_h(text, i) % 97}[[end]]"
+    if "Winner: Judgment A" in text:  # the meta-judge: sometimes no winner at all
+        return ["Winner: Judgment A", "Winner: Judgment B", "A is better, I think."][_h(text, i) % 3]
+    if "Score: N" in text:  # the five-point judge: a score, or now and then none
+        return f"Some points.\nScore: {_h(text, i) % 6}" if _h(text, i, "s") % 5 else "I cannot tell."
     if "Final judgement" in text:
         return "Final judgement: " + ("Yes" if _h(text, i) % 3 else "No")
     return (f"answer {_h(text, i) % 1000}: the keeper climbed the stairs every night and cleaned the lamp while the "
@@ -46,6 +50,7 @@ def factory(delay: float):
     return make
 
 
+DATA_STAGE = {"spar": "data", "self_rewarding": "pairs", "meta_rewarding": "pairs", "self": "targets"}
 made: list[dict] = []  # the options each backend was made with
 models: list[str] = []  # the model string of each backend made
 
@@ -66,4 +71,5 @@ def run(run_dir, delay: float = 0.0, until: str = "data", **over) -> Run:
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0)
+    method = sys.argv[3] if len(sys.argv) > 3 else "spar"
+    run(sys.argv[1], float(sys.argv[2]) if len(sys.argv) > 2 else 0.0, until=DATA_STAGE[method], method=method)

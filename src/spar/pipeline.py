@@ -229,7 +229,10 @@ class Run:
             self.models["refiner"] = self.cfg.refiner
         schedule = [(0, s) for s in self.method.prologue]
         schedule += [(t, s) for t in range(1, self.cfg.iterations + 1) for s in self.method.stages]
-        schedule = [(t, s) for t, s in schedule if s.when is None or s.when(self.cfg)]
+        schedule = [(t, s) for t, s in schedule if s.when is None or s.when(self.cfg, t)]
+        if self.until and not any(self._hit(t, s) for t, s in schedule):
+            raise DataError(f"--until {self.until}: no such stage runs with this recipe and --iterations "
+                            "(an optional stage that is switched off, or an iteration beyond the last)")
         for i, (t, stage) in enumerate(schedule):
             self._run_stage(stage, t)
             self.release(self._needed([s for tt, s in schedule[i + 1:] if tt == t]))
@@ -252,13 +255,18 @@ class Run:
                 retrained.add(self.role(s.trains))
         return keep
 
+    def _hit(self, t: int, stage: Stage) -> bool:
+        if self.until is None:
+            return False
+        if self.until.startswith("iter_") and ":" in self.until:
+            return f"iter_{t}:{stage.until_name}" == self.until
+        return stage.until_name == self.until
+
     def _stops_after(self, schedule: list[tuple[int, Stage]], i: int) -> bool:
         if self.until is None:
             return False
         t, stage = schedule[i]
-        exact = self.until.startswith("iter_") and ":" in self.until
-        hit = (f"iter_{t}:{stage.until_name}" == self.until) if exact else stage.until_name == self.until
-        if not hit:
+        if not self._hit(t, stage):
             return False
         nxt = schedule[i + 1] if i + 1 < len(schedule) else None  # a group ends with its last stage
         return nxt is None or nxt[0] != t or nxt[1].until_name != stage.until_name

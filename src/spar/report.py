@@ -80,6 +80,34 @@ def _plot(sc: dict[str, dict[int, dict]]) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def spend_table(run: Path) -> str:
+    """Per stage: seconds, model calls, requests, prompt and new tokens (from the manifest)."""
+    path = run / "manifest.json"
+    if not path.exists():
+        return ""
+    stages = json.loads(path.read_text()).get("stages", {})
+    method = ""
+    if (run / "config.yaml").exists():
+        import yaml
+
+        method = (yaml.safe_load((run / "config.yaml").read_text()) or {}).get("method", "spar")
+    rows = ["<h2>Spend per stage</h2>", f"<p>method: <b>{html.escape(str(method))}</b></p>",
+            "<table><tr><th>stage</th><th>seconds</th><th>model calls</th><th>requests</th><th>prompt tokens</th>"
+            "<th>new tokens</th></tr>"]
+    total = {"seconds": 0.0, "calls": 0, "requests": 0, "prompt_tokens": 0, "new_tokens": 0}
+    for key, rec in stages.items():
+        sp = rec.get("spend") or {}
+        total["seconds"] += rec.get("seconds") or 0
+        for k in ("calls", "requests", "prompt_tokens", "new_tokens"):
+            total[k] += sp.get(k, 0)
+        rows.append(f"<tr><td>{html.escape(key)}</td><td>{rec.get('seconds', '–')}</td>"
+                    + "".join(f"<td>{sp.get(k, '–')}</td>" for k in ("calls", "requests", "prompt_tokens", "new_tokens"))
+                    + "</tr>")
+    rows.append(f"<tr><th>total</th><th>{total['seconds']:.1f}</th>"
+                + "".join(f"<th>{total[k]}</th>" for k in ("calls", "requests", "prompt_tokens", "new_tokens")) + "</tr></table>")
+    return "\n".join(rows)
+
+
 def write_report(run: str | Path) -> Path:
     from spar.io import write_text
 
@@ -106,7 +134,8 @@ def write_report(run: str | Path) -> Path:
                  "<th>expanded / solved tree</th><th>solution depth</th><th>refinements</th><th>judged yes</th>"
                  "<th>judged yes, not faithful</th><th>guard: similarity / machinery / length</th></tr>")
     fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    stats = {t: json.loads((d / "stats.json").read_text()) for t, d in _iters(run) if (d / "stats.json").exists()}
+    all_stats = {t: json.loads((d / "stats.json").read_text()) for t, d in _iters(run) if (d / "stats.json").exists()}
+    stats = {t: st for t, st in all_stats.items() if "trees" in st}  # SPaR's tree stats
     for t, st in stats.items():
         g = st.get("guard_rejected") or {}
         parts.append(f"<tr><td>{t}</td><td>{st['trees']}</td><td>{st['solved']}</td><td>{fmt(st['success_rate'])}</td>"
@@ -128,6 +157,13 @@ def write_report(run: str | Path) -> Path:
                      f"<td>{fmt(st['independent_pair_similarity'])}</td><td>{q(st.get('pair_length_ratio_quartiles'))}</td></tr>")
     parts.append("</table><p>Similarity: rapidfuzz ratio / 100 (normalised Indel similarity). The paper's refined pairs "
                  "are 0.90 alike against 0.85 for independent samples.</p>")
+    other = {t: st for t, st in all_stats.items() if "trees" not in st}  # the baselines' own counts
+    if other:
+        parts.append("<h2>Pairs and targets of the method</h2><table><tr><th>iteration</th><th>counts</th></tr>")
+        for t, st in other.items():
+            parts.append(f"<tr><td>{t}</td><td><code>{html.escape(json.dumps(st))}</code></td></tr>")
+        parts.append("</table>")
+    parts.append(spend_table(run))
     parts.append("<h2>Example pairs</h2><p>Drawn at random (seeded), not the first ones.</p>")
     shown = 0
     for t, d in _iters(run):

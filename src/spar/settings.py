@@ -175,23 +175,33 @@ class EvalSettings(Settings):
 
 
 class RewardSettings(Settings):
-    """Self-Rewarding and Meta-Rewarding (``spar.methods.rewarding``): the 5-point judge and its pairs.
+    """Self-Rewarding and Meta-Rewarding (``spar.methods.rewarding``): the five-point self-judge and
+    the pairs built from its scores.
 
-    With ``judge.mode: verifier`` the score of an answer is 5 x the share of its checkable
-    constraints met (the mapping in ``spar.methods.rewarding.verifier_score``), so methods can be
-    compared on how they build pairs with the judge held equal."""
+    With ``judge.mode: verifier`` an answer's score is 5 x the share of its prompt's checkable
+    constraints it meets (``spar.methods.rewarding.verifier_score``), so methods can be compared on
+    how they build pairs with the judge held equal; there are then no judgments to meta-judge."""
 
-    samples: int = Field(3, ge=1)  # judge samples per answer, averaged
+    samples: int = Field(3, ge=1)  # judge samples per answer, their parsed scores averaged
     temperature: float = Field(0.7, ge=0)
     top_p: float = Field(0.9, gt=0, le=1)
     max_new_tokens: int = Field(256, ge=1)
-    rho: float = Field(0.0, ge=0, le=1)  # Meta-Rewarding's length control (0 = plain highest vs lowest)
-    meta_judge: bool = True  # Meta-Rewarding: judge pairs from the pairwise meta-judge
+    # Meta-Rewarding's length control per iteration (the last value repeats): chosen = the shortest
+    # answer scoring within rho of the top, rejected = the longest within rho of the bottom. 0 = plain.
+    rho: list[float] = Field(default_factory=lambda: [0.0])
+    meta_judge_iterations: int = Field(2, ge=0)  # Meta-Rewarding: iterations with judge pairs (paper: 1 and 2)
     meta_max_new_tokens: int = Field(256, ge=1)
     judge_max_chars: int | None = Field(1100, ge=1)  # drop a judge pair whose chosen judgment is longer
+
+    def rho_at(self, t: int) -> float:
+        value = self.rho[min(t, len(self.rho)) - 1] if self.rho else 0.0
+        if not 0 <= value <= 1:
+            raise DataError(f"reward.rho values must be in [0, 1], got {value}")
+        return value
 
 
 class SelfSettings(Settings):
     """SELF (``spar.methods.self_refine``): one self-feedback and one self-refinement per failed answer."""
 
     keep_correct: bool = False  # also train on answers the first judgment already accepted
+    meta_skill: bool = True  # also train on the accepted refinement replies (feedback -> refinement)

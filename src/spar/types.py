@@ -171,3 +171,31 @@ class PreferencePair(Record):
     chosen: list[Message]
     rejected: list[Message]
     origin: dict[str, Any] = Field(default_factory=dict)
+
+
+class Scored(Record):
+    """A row of the five-point judge (Self-/Meta-Rewarding): one answer, its judge samples and score."""
+
+    id: str  # prompt id
+    index: int  # which completion of the prompt
+    response: str
+    scores: list[float | None] = Field(default_factory=list)  # per judge sample; None = no score in the reply
+    replies: list[str] = Field(default_factory=list)  # the judge replies (none with the verifier judge)
+    score: float | None = None  # mean of the parsed scores; None = unscored
+    by: Literal["llm", "verifier"] = "llm"
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}#{self.index}"
+
+
+class MetaJudged(Record):
+    """A row of the meta-judge (Meta-Rewarding): one answer's judgments compared two by two, both orders."""
+
+    id: str  # prompt id
+    index: int  # the answer judged
+    response: str
+    judgments: list[str]  # the players: distinct judgment texts that carry a score
+    pairs: list[tuple[int, int]] = Field(default_factory=list)  # (shown first, shown second)
+    outcomes: list[int] = Field(default_factory=list)  # per pair: +1 first wins, -1 second wins, 0 no winner read
+    replies: list[str] = Field(default_factory=list)

@@ -28,7 +28,7 @@ class Stage:
     loads: tuple[str, ...] | None = None  # roles it loads through a backend (default: models; training loads none)
     trains: str | None = None  # the role whose new model it writes
     resumable: bool = False  # appends rows and resumes
-    when: Callable[[Any], bool] | None = None  # skip the stage unless this holds
+    when: Callable[[Any, int], bool] | None = None  # (config, iteration): skip the stage unless this holds
     group: str | None = None  # --until name shared by several stages (eval:heldout, eval:ifeval -> eval)
     run_level: bool = False  # its manifest key has no iteration (the prompts)
 

@@ -66,7 +66,7 @@ def eval_stages() -> tuple[Stage, ...]:
                            chunk=ctx.chunk * 2, show=ctx.show)
             ctx.spend["prompt_strict"] = r["prompt_strict"]
 
-        def when(cfg, name=name) -> bool:
+        def when(cfg, t: int, name=name) -> bool:
             if name == "heldout":
                 return cfg.eval.heldout and cfg.prompts.heldout > 0
             return bool(cfg.eval.ifeval_data)

@@ -15,7 +15,7 @@ from spar.progress import console
 BOOTSTRAP_SEED = 7919  # the bootstrap's prompts and samples are apart from the training prompts'
 
 
-def _booting(cfg) -> bool:
+def _booting(cfg, t: int) -> bool:
     return cfg.bootstrap.refiner != "none"
 
 

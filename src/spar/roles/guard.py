@@ -55,7 +55,8 @@ def _words(text: str) -> list[str]:
 @functools.cache
 def _machinery() -> tuple[re.Pattern, frozenset[tuple[str, ...]]]:
     """The markers, headers and verdict pattern, and the template n-grams, from the registry."""
-    prose = [T.JUDGE_SYSTEM, T.JUDGE, T.REFINE, T.EVOLVE, T.EVOLVE_CHECK, T.FALLBACK_RATIONALE, T.CHECKLIST_HEAD]
+    prose = [T.JUDGE_SYSTEM, T.JUDGE, T.REFINE, T.EVOLVE, T.EVOLVE_CHECK, T.FALLBACK_RATIONALE, T.CHECKLIST_HEAD,
+             T.REWARD, T.META_JUDGE]
     fields = {name for tpl in prose for _, name, _, _ in string.Formatter().parse(tpl) if name}
     # answer markers with one or two brackets ("[end]" is the same slip as "[[end]]")
     names = [m.strip("[]") for m in (T.START, T.END)]
@@ -63,7 +64,8 @@ def _machinery() -> tuple[re.Pattern, frozenset[tuple[str, ...]]]:
     # section headers such as "[Instruction]", but not the templates' own fields
     headers = sorted({h for tpl in prose for h in re.findall(r"^\[([A-Za-z ]+)\]$", tpl, re.M)} - fields)
     header = r"^\s*\[(?:" + "|".join(map(re.escape, headers)) + r")\]" if headers else r"(?!x)x"
-    verdict = T._FINAL.pattern  # noqa: SLF001 - the parser's own pattern: whatever it reads as a verdict
+    # the parsers' own patterns: whatever they read as a verdict, a score or a winner
+    verdict = "|".join(p.pattern for p in (T._FINAL, T._SCORE, T._WINNER))  # noqa: SLF001
     # the checker rationale's head line and its "- met:" / "- NOT met:" items
     checklist = re.escape(T.CHECKLIST_HEAD) + r"|^\s*-\s*(?:" + "|".join(map(re.escape, (T.CHECK_NOT_MET, T.CHECK_MET))) + r")\s*:"
     pattern = re.compile(f"{marker}|{header}|{verdict}|{checklist}", re.IGNORECASE | re.MULTILINE)

@@ -115,3 +115,63 @@ def evolve_chat(seed: str, main: str, main_desc: str, others: list[tuple[str, st
 
 def evolve_check_chat(instruction: str) -> list[Message]:
     return [Message(role="user", content=EVOLVE_CHECK.format(instruction=instruction))]
+
+
+# Self-Rewarding's judge (spar.methods.rewarding): an additive five-point rubric, one point per
+# criterion met, in our own words after the structure its paper describes; the reply ends with the
+# score. Meta-Rewarding's meta-judge compares two such judgments of one response.
+REWARD = """Judge how well the response below answers the user's request, with an additive five-point scale: start from zero and add one point for each of these that holds.
+
+- One point if the response is on the user's request and gives some relevant information, even if it is incomplete or wanders.
+- A second point if it covers a good part of what was asked, even without settling it completely.
+- A third point if it answers the main parts of the request in a useful way.
+- A fourth point if it speaks directly to the user, covers the request fully and is clear and well organised, with little left to improve.
+- A fifth point if it fits the request exactly: no padding, expert knowledge, every requirement of the request met, a pleasure to read.
+
+User: {instruction}
+
+<response>{response}</response>
+
+Go through the points one by one and justify the total in at most 100 words. End with a last line that reads exactly "Score: N", where N is the total from 0 to 5."""
+
+META_JUDGE = """Two judgments of the same response follow. Both were asked to score it with this additive five-point scale, one point per criterion met:
+
+- relevant and gives some information; - covers a good part of the request; - answers its main parts usefully; - direct, complete, clear and well organised; - fits the request exactly, every requirement met.
+
+User: {instruction}
+
+<response>{response}</response>
+
+<judgment_a>{a}</judgment_a>
+
+<judgment_b>{b}</judgment_b>
+
+Which judgment applies the scale more accurately and more consistently to this response? Explain briefly, then end with a last line that reads exactly "Winner: Judgment A" or "Winner: Judgment B"."""
+
+_SCORE = re.compile(r"score\s*[:：]\s*\**\s*([0-5](?:\.\d+)?)\b", re.IGNORECASE)
+_WINNER = re.compile(r"winner\s*[:：]\s*\**\s*judge?ment\s*([ab])\b", re.IGNORECASE)
+
+
+def reward_chat(instruction: str, response: str) -> list[Message]:
+    return [Message(role="user", content=REWARD.format(instruction=instruction, response=response))]
+
+
+def meta_judge_chat(instruction: str, response: str, a: str, b: str) -> list[Message]:
+    return [Message(role="user", content=META_JUDGE.format(instruction=instruction, response=response, a=a, b=b))]
+
+
+def parse_score(reply: str) -> float | None:
+    """The score of the last "Score: N" line (0-5); None (an abstention) when there is none."""
+    found = _SCORE.findall(reply) if isinstance(reply, str) else []
+    if not found:
+        return None
+    value = float(found[-1])
+    return value if 0 <= value <= 5 else None
+
+
+def parse_winner(reply: str) -> int | None:
+    """+1 when judgment A wins, -1 when B does, None when the reply names no winner."""
+    found = _WINNER.findall(reply) if isinstance(reply, str) else []
+    if not found:
+        return None
+    return 1 if found[-1].lower() == "a" else -1
