@@ -168,6 +168,7 @@ class BootstrapSettings(Settings):
 
 
 class EvalSettings(Settings):
+    before: bool = True  # evaluate the starting model too (iteration 0)
     heldout: bool = True  # prompt-level strict accuracy on held-out procedural prompts
     ifeval_data: str | None = None  # IFEval input_data.jsonl; None = skip
     ifeval_limit: int | None = Field(None, ge=1)  # a fixed slice (the first N prompts); None = all 541

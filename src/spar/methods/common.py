@@ -67,6 +67,8 @@ def eval_stages() -> tuple[Stage, ...]:
             ctx.spend["prompt_strict"] = r["prompt_strict"]
 
         def when(cfg, t: int, name=name) -> bool:
+            if t == 0 and not cfg.eval.before:
+                return False
             if name == "heldout":
                 return cfg.eval.heldout and cfg.prompts.heldout > 0
             return bool(cfg.eval.ifeval_data)
