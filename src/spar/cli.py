@@ -10,11 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
+from spar.cli_bootstrap import bootstrap_app
+from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
 from spar.io import DataError
 from spar.settings import JudgeSettings, SearchSettings
-
-# Every default below that a recipe also sets is read from the stage's settings class (spar.settings).
-JUDGE, SEARCH = JudgeSettings(), SearchSettings()
 
 app = typer.Typer(
     help="spar: self-play with tree-search refinement for instruction following (SPaR), and its baselines.\n\n"
@@ -24,50 +23,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model string (see `spar --help`)")]
-DtypeOpt = Annotated[Optional[str], typer.Option(
-    help="fp32, bf16 or fp16 for transformers models (default: bf16 on CUDA and on CPUs with native bf16, "
-         "AVX512-BF16 or AMX; fp32 on other CPUs)")]
-
-
-def friendly(fn):
-    """A user's error (bad input, a bad setting, a backend that cannot answer) is one line on stderr
-    and exit code 2; anything else is a bug and keeps its traceback (exit 1)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from pydantic import ValidationError
-
-        from spar.io import DataError
-        from spar.llm import BackendError
-        from spar.pipeline import StageFailed
-
-        user = (DataError, BackendError, FileNotFoundError)
-        try:
-            return fn(*args, **kwargs)
-        except user as e:
-            typer.echo(f"spar: error: {e}", err=True)
-            raise typer.Exit(2) from None
-        except ValidationError as e:  # settings built from options
-            err = e.errors()[0]
-            typer.echo(f"spar: error: {'.'.join(map(str, err['loc']))}: {err['msg']}", err=True)
-            raise typer.Exit(2) from None
-        except StageFailed as e:  # the traceback is in the manifest's stage entry; a bug shows it here too
-            if not isinstance(e.error, user):
-                import traceback
-
-                traceback.print_exception(e.error)
-            typer.echo(f"spar: {e}", err=True)
-            raise typer.Exit(2 if isinstance(e.error, user) else 1) from None
-
-    return wrapper
-
-
-def _backend(model: str, batch_size: int = 8, device: Optional[str] = None, dtype: Optional[str] = None):
-    from spar.llm import BackendOptions, load_backend
-
-    return load_backend(model, BackendOptions(batch_size=batch_size, device=device, dtype=dtype))
 
 
 def builtin_prompts():  # a few examples for `spar generate` without --input
@@ -234,6 +189,8 @@ def eval_llmbar(
 tree_app = typer.Typer(help="Look at refinement trees.", no_args_is_help=True)
 app.add_typer(tree_app, name="tree")
 
+app.add_typer(bootstrap_app, name="bootstrap")
+
 
 @app.command()
 @friendly
@@ -296,94 +253,6 @@ def tree_show(
         raise DataError(f"{path}: no tree with id {id!r} (ids look like {trees[0].id!r})" if trees else f"{path}: no trees")
     for t in picked:
         Console().print(render(t))
-
-
-bootstrap_app = typer.Typer(help="Teach the refiner to edit before self-play: data from broken-and-restored answers or a teacher.",
-                            no_args_is_help=True)
-app.add_typer(bootstrap_app, name="bootstrap")
-
-
-@bootstrap_app.command("refiner")
-@friendly
-def bootstrap_refiner(
-    input: Annotated[Path, typer.Option("--input", "-i", help="samples JSONL from `spar generate` (a run's iter_1/samples.jsonl will do)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="refiner SFT rows ({messages, origin}) for `spar train sft`")],
-    eval_out: Annotated[Optional[Path], typer.Option(help="held-out breaks as negatives, for `spar bootstrap eval`")] = None,
-    heldout_kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds never broken in training data (their breaks go to --eval-out)")] = None,
-    eval_share: Annotated[float, typer.Option(help="share of prompts whose breaks go to --eval-out")] = 0.2,
-    per_answer: Annotated[int, typer.Option(help="broken copies per answer, each breaking another constraint")] = 2,
-    extra: Annotated[int, typer.Option(help="constraints an answer happens to meet, added to its prompt")] = 2,
-    judgments: Annotated[bool, typer.Option("--judgments/--no-judgments", help="also judgment rows (broken -> No, original -> Yes; off: the checkers vouch for the constraints, not for the task)")] = False,
-    teacher: Annotated[Optional[str], typer.Option(help="model string of a stronger model: it judges and refines instead (the paper's way)")] = None,
-    votes: Annotated[int, typer.Option(help="with --teacher: judge votes per answer")] = 1,
-    budget: Annotated[int, typer.Option(help="with --teacher: judged refinements per failed answer")] = 6,
-    max_new_tokens: Annotated[int, typer.Option(help="with --teacher: tokens per judge reply and refinement")] = 512,
-    seed: Annotated[int, typer.Option(help="seed of the breaks (offline) or sampling (teacher)")] = 0,
-):
-    """Build refiner SFT data: offline by breaking one constraint of answers that meet it, or with a --teacher."""
-    import collections
-
-    from spar.io import read_jsonl, refuse_same_path, write_jsonl
-    from spar.selfplay import bootstrap as B
-    from spar.types import Completion
-
-    refuse_same_path(input, out, eval_out)
-    rows = read_jsonl(input, Completion)
-    if teacher:
-        sft = B.teacher_rows(_backend(teacher), rows, JUDGE.but(votes=votes, mode="hybrid", max_new_tokens=max_new_tokens),
-                             SEARCH.but(strategy="bfs", budget=budget, max_new_tokens=max_new_tokens), seed=seed)
-        write_jsonl(out, sft)
-        typer.echo(f"wrote {len(sft)} rows to {out}", err=True)
-        return
-    cfg = B.BootstrapConfig(per_answer=per_answer, extra=extra, judgments=judgments, eval_share=eval_share, seed=seed,
-                            heldout_kinds=tuple(k.strip() for k in (heldout_kinds or "").split(",") if k.strip()))
-    train, held = B.offline_examples(rows, cfg)
-    if not train:
-        raise DataError(f"{input}: no answer meets a constraint that can be broken; nothing to learn from")
-    sft = B.sft_rows(train, cfg.judgments)
-    write_jsonl(out, sft)
-    if eval_out:
-        write_jsonl(eval_out, B.split_heldout(held, cfg))
-    kinds = collections.Counter(x.kind for x in train)
-    typer.echo(f"wrote {len(train)} break-and-restore examples ({len(sft)} rows) to {out}"
-               + (f", {len(held)} held-out breaks to {eval_out}" if eval_out else "") + "; breaks per kind: "
-               + ", ".join(f"{k.split(':')[1]} {n}" for k, n in kinds.most_common()), err=True)
-
-
-@bootstrap_app.command("eval")
-@friendly
-def bootstrap_eval(
-    input: Annotated[Path, typer.Option("--input", "-i", help="held-out breaks from `spar bootstrap refiner --eval-out`")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="trees JSONL (per item); the report goes beside it as .json")],
-    model: ModelOpt = "embedded",
-    strategy: Annotated[str, typer.Option(help="greedy (one refinement) or bfs, dfs, best_of_n, iterative")] = "greedy",
-    budget: Annotated[int, typer.Option(help="judged refinements per break at most")] = 1,
-    min_similarity: Annotated[float, typer.Option(help="guard: similarity to the answer refined")] = SEARCH.min_similarity,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens per refinement")] = 256,
-    batch_size: Annotated[int, typer.Option(help="sequences per forward pass")] = 16,
-    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
-    dtype: DtypeOpt = None,
-):
-    """How well a refiner repairs held-out breaks: repaired (checkers pass, guard passes) per group and kind."""
-    import json
-
-    from spar.io import read_jsonl, refuse_same_path, write_text
-    from spar.search.driver import Searcher
-    from spar.search.stage import search_file
-    from spar.selfplay.bootstrap import refiner_report
-    from spar.types import Negative
-
-    report_path = output.with_suffix(".json")
-    refuse_same_path(input, output, report_path)
-    cfg = SEARCH.but(strategy=strategy, budget=budget, branch=min(3, budget), min_similarity=min_similarity,
-                     max_new_tokens=max_new_tokens)
-    searcher = Searcher(_backend(model, batch_size, dtype=dtype), JudgeSettings(votes=1, mode="verifier"), cfg, seed)
-    trees = search_file(searcher, input, output)
-    report = {"model": model, "strategy": strategy, "budget": budget, "groups": refiner_report(trees, read_jsonl(input, Negative))}
-    write_text(report_path, json.dumps(report, indent=1) + "\n")
-    for name, g in report["groups"].items():
-        typer.echo(f"{name:60s} {g['repaired']:4d}/{g['n']:<4d} repaired  ({g['checker_pass']} past the checkers, "
-                   f"mean similarity {g['mean_similarity']}, {g['machinery']} with machinery)", err=True)
 
 
 @tree_app.command("stats")
@@ -565,6 +434,27 @@ def demo(
             table.add_row(bench, str(per[0]["n_prompts"]), f"{per[0]['prompt_strict']:.2f}", f"{per[1]['prompt_strict']:.2f}")
     Console().print(table)
     Console().print(f"run directory: {run_dir}  ·  report: {run_dir / 'report.html'}  ·  pairs: {run_dir / 'iter_1' / 'dpo.jsonl'}")
+
+
+@app.command()
+@friendly
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="run directories (SPaR and other methods, or one method's settings)")],
+    html: Annotated[Optional[Path], typer.Option("--html", help="also write an HTML page with a plot per benchmark")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of Markdown")] = False,
+):
+    """Runs side by side: IFEval and held-out scores per iteration, pairs, spend, and the exact McNemar
+    test of each run's last iteration against its iteration 0 on the per-prompt outcomes."""
+    import json
+
+    from spar.compare import compare as run_compare
+    from spar.compare import html_page, markdown, strip
+    from spar.io import write_text
+
+    result = run_compare(runs)
+    typer.echo(json.dumps(strip(result), indent=1) if json_out else markdown(result))
+    if html:
+        write_text(html, html_page(result))
 
 
 @app.command()

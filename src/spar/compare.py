@@ -1,0 +1,202 @@
+"""``spar compare``: runs side by side, with the paired significance of each run's change.
+
+Reads only what a run directory keeps: ``config.yaml``, ``manifest.json``, ``iter_<t>/eval/<bench>.json``
+and ``<bench>.outcomes.jsonl`` (per prompt), the pairs or SFT rows of each iteration and their stats.
+A run that did not evaluate its starting model (``eval.before: false``) borrows iteration 0 from
+another run in the list with the same model, inference dtype and evaluation length, and says so.
+
+Significance: the exact McNemar test on the per-prompt strict outcomes of iteration 0 and the last
+iteration (two-sided binomial test of the discordant prompts at 1/2; written here rather than
+pulling in scipy for one formula, and tested against known values).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from spar.io import DataError
+
+BENCHES = ("ifeval", "heldout")
+METRICS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for b and c discordant pairs."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def _iters(run: Path) -> list[int]:
+    return sorted(int(d.name.split("_")[1]) for d in run.glob("iter_*") if d.name.split("_")[1].isdigit())
+
+
+def load_run(run: Path) -> dict[str, Any]:
+    import yaml
+
+    if not (run / "config.yaml").exists():
+        raise DataError(f"{run}: not a run directory (no config.yaml)")
+    cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    manifest = json.loads((run / "manifest.json").read_text()) if (run / "manifest.json").exists() else {"stages": {}}
+    out: dict[str, Any] = {"run": str(run), "method": cfg.get("method", "spar"), "model": cfg.get("model"),
+                           "judge": (cfg.get("judge") or {}).get("mode"), "dtype": cfg.get("dtype"),
+                           "eval_tokens": (cfg.get("eval") or {}).get("max_new_tokens"), "iterations": {}}
+    for t in _iters(run):
+        d = run / f"iter_{t}"
+        it: dict[str, Any] = {}
+        for bench in BENCHES:
+            if (d / "eval" / f"{bench}.json").exists():
+                it[bench] = json.loads((d / "eval" / f"{bench}.json").read_text())
+                it[bench + "_outcomes"] = {r["id"]: r["follows_strict"] for r in _jsonl(d / "eval" / f"{bench}.outcomes.jsonl")}
+        rows = _jsonl(d / "dpo.jsonl") or _jsonl(d / "sft.jsonl")
+        if rows:
+            it["rows"] = len(rows)
+            sims = [r["origin"]["similarity"] for r in rows if "similarity" in (r.get("origin") or {})]
+            it["pair_similarity"] = round(sum(sims) / len(sims), 4) if sims else None
+        if (d / "stats.json").exists():
+            st = json.loads((d / "stats.json").read_text())
+            it["independent_similarity"] = st.get("independent_pair_similarity")
+        if it:
+            out["iterations"][t] = it
+    spend = {"calls": 0, "new_tokens": 0, "seconds": 0.0, "recorded": True}
+    for rec in manifest.get("stages", {}).values():
+        spend["seconds"] += rec.get("seconds") or 0
+        if "spend" in rec:
+            spend["calls"] += rec["spend"].get("calls", 0)
+            spend["new_tokens"] += rec["spend"].get("new_tokens", 0)
+        elif rec.get("status") == "done":
+            spend["recorded"] = False  # a manifest from before spend was recorded
+    spend["seconds"] = round(spend["seconds"], 1)
+    out["spend"] = spend
+    return out
+
+
+def _borrow_start(runs: list[dict]) -> None:
+    """Give a run without iteration 0 the iteration 0 of another run with the same model and evaluation."""
+    for r in runs:
+        if 0 in r["iterations"]:
+            continue
+        for other in runs:
+            same = all(other[k] == r[k] for k in ("model", "dtype", "eval_tokens"))
+            if other is not r and same and 0 in other["iterations"]:
+                r["iterations"][0] = other["iterations"][0]
+                r["start_from"] = other["run"]
+                break
+
+
+def compare(paths: list[Path]) -> dict[str, Any]:
+    runs = [load_run(Path(p)) for p in paths]
+    _borrow_start(runs)
+    for r in runs:
+        last = max(r["iterations"], default=None)
+        r["tests"] = {}
+        if last is None or last == 0 or 0 not in r["iterations"]:
+            continue
+        for bench in BENCHES:
+            a, b = r["iterations"][0].get(bench + "_outcomes"), r["iterations"][last].get(bench + "_outcomes")
+            if not a or not b:
+                continue
+            ids = sorted(set(a) & set(b))
+            worse = sum(a[i] and not b[i] for i in ids)
+            better = sum(b[i] and not a[i] for i in ids)
+            r["tests"][bench] = {"from": 0, "to": last, "prompts": len(ids), "better": better, "worse": worse,
+                                 "p_value": round(mcnemar_exact(better, worse), 4)}
+    return {"runs": runs}
+
+
+def _fmt(v: Any, nd: int = 2) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def rows_of(result: dict) -> list[list[str]]:
+    out = []
+    for r in result["runs"]:
+        for t, it in sorted(r["iterations"].items()):
+            ife, held = it.get("ifeval") or {}, it.get("heldout") or {}
+            avg = sum(ife[m] for m in METRICS) / 4 if ife else None
+            borrowed = t == 0 and r.get("start_from")
+            sp = r["spend"] if t == max(r["iterations"]) else None
+            out.append([Path(r["run"]).name + (" (iter 0 of " + Path(borrowed).name + ")" if borrowed else ""), r["method"],
+                        str(r["model"]), str(r["judge"]), str(t),
+                        *[_fmt(ife.get(m)) for m in METRICS], _fmt(avg), _fmt(held.get("prompt_strict")),
+                        _fmt(it.get("rows")), _fmt(it.get("pair_similarity"), 3), _fmt(it.get("independent_similarity"), 3),
+                        (_fmt(sp["calls"]) if sp["recorded"] else "–") if sp else "",
+                        (_fmt(sp["new_tokens"]) if sp["recorded"] else "–") if sp else "", _fmt(sp["seconds"], 0) if sp else ""])
+    return out
+
+
+HEAD = ["run", "method", "model", "judge", "iter", "IFEval P(S)", "I(S)", "P(L)", "I(L)", "avg", "held-out P(S)",
+        "pairs / rows", "pair sim.", "indep. sim.", "calls", "new tokens", "seconds"]
+TEST_HEAD = ["run", "benchmark", "iterations", "prompts", "better", "worse", "p (exact McNemar)"]
+
+
+def tests_of(result: dict) -> list[list[str]]:
+    return [[Path(r["run"]).name, bench, f"{t['from']} → {t['to']}", str(t["prompts"]), str(t["better"]), str(t["worse"]),
+             f"{t['p_value']:.4f}"] for r in result["runs"] for bench, t in r["tests"].items()]
+
+
+def markdown(result: dict) -> str:
+    def table(head, rows):
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(x) + " |" for x in rows])
+
+    parts = [table(HEAD, rows_of(result))]
+    tests = tests_of(result)
+    parts.append("\nPrompt-level strict accuracy, last iteration against iteration 0, per prompt:\n\n"
+                 + (table(TEST_HEAD, tests) if tests else "(no run has per-prompt outcomes of two iterations)"))
+    parts.append("\nSpend (calls, new tokens, seconds) is the run's total; – where its manifest predates spend records.")
+    return "\n".join(parts) + "\n"
+
+
+def _plot(result: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    for ax, bench in zip(axes, BENCHES):
+        for r in result["runs"]:
+            pts = [(t, it[bench]["prompt_strict"]) for t, it in sorted(r["iterations"].items()) if bench in it]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=f"{Path(r['run']).name} ({r['method']})")
+        ax.set_title(f"{bench}: prompt-level strict (%)")
+        ax.set_xlabel("iteration")
+    axes[0].legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def html_page(result: dict) -> str:
+    def table(head, rows):
+        return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+                + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows) + "</table>")
+
+    return ("<!doctype html><meta charset='utf-8'><title>spar compare</title><style>body{font-family:sans-serif;margin:2em}"
+            "td,th{border:1px solid #ccc;padding:3px 6px}table{border-collapse:collapse;margin:1em 0}</style>"
+            "<h1>spar compare</h1>" + table(HEAD, rows_of(result))
+            + "<h2>Significance (exact McNemar, per prompt, last iteration vs iteration 0)</h2>" + table(TEST_HEAD, tests_of(result))
+            + f"<img alt='accuracy per iteration' src='data:image/png;base64,{_plot(result)}'>")
+
+
+def strip(result: dict) -> dict:
+    """The JSON for scripts: per-prompt outcomes left out (they stay in the runs)."""
+    return {"runs": [{**r, "iterations": {t: {k: v for k, v in it.items() if not k.endswith("_outcomes")}
+                                          for t, it in r["iterations"].items()}} for r in result["runs"]]}
