@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from spar.cli_bootstrap import bootstrap_app
+from spar.cli_experiment import experiment_app
 from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
 from spar.io import DataError
 from spar.settings import JudgeSettings, SearchSettings
@@ -190,6 +191,7 @@ tree_app = typer.Typer(help="Look at refinement trees.", no_args_is_help=True)
 app.add_typer(tree_app, name="tree")
 
 app.add_typer(bootstrap_app, name="bootstrap")
+app.add_typer(experiment_app, name="experiment")
 
 
 @app.command()

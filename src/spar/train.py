@@ -179,8 +179,10 @@ def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSett
 
 
 def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None,
-              seed: int = 0) -> tuple[Path, list[dict]]:
-    """DPO with the SFT term on chosen (``loss_type=["sigmoid", "sft"]``, weights ``[1, sft_weight]``)."""
+              seed: int = 0, callbacks: list | None = None, save: bool = True) -> tuple[Path | None, list[dict]]:
+    """DPO with the SFT term on chosen (``loss_type=["sigmoid", "sft"]``, weights ``[1, sft_weight]``).
+    ``callbacks``: more transformers TrainerCallbacks (e.g. evaluations during training); with
+    ``save=False`` the trained model is not written (only ``train_log.json``)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -200,6 +202,9 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     with _no_tqdm(), (progress_console.status(f"dpo: reference log-probs of {len(rows)} pairs, computed once")
                       if s.precompute_ref else nullcontext()):
         trainer = DPOTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
-                             callbacks=[_progress_callback("dpo")])
+                             callbacks=[_progress_callback("dpo"), *(callbacks or [])])
     _fit(trainer)
-    return _save(trainer, tok, out, s), _log_history(trainer, out, s, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    path = _save(trainer, tok, out, s) if save else None
+    shutil.rmtree(out / "trainer", ignore_errors=True)
+    return path, _log_history(trainer, out, s, seed)

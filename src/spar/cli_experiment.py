@@ -1,0 +1,53 @@
+"""``spar experiment``: controlled experiments that a small model can run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from spar.cli_common import friendly
+
+experiment_app = typer.Typer(help="Controlled experiments: the interfering-factors test of SPaR's paper.", no_args_is_help=True)
+
+
+@experiment_app.command("interfering")
+@friendly
+def interfering(
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder: points.jsonl, summary.json, <task>.png, report.html")] = Path("results/interfering"),
+    model: Annotated[str, typer.Option("--model", "-m", help="the start of every run")] = "embedded",
+    tasks: Annotated[str, typer.Option(help="letters, story, or both (comma-separated)")] = "letters,story",
+    seeds: Annotated[str, typer.Option(help="comma-separated training seeds")] = "0,1,2",
+    steps: Annotated[Optional[int], typer.Option(help="DPO steps per run (default 30)")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="evaluate every this many steps (default 10)")] = None,
+    train: Annotated[Optional[int], typer.Option(help="training pairs per task (default 32)")] = None,
+    heldout: Annotated[Optional[int], typer.Option(help="held-out prompts per task (default 16)")] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help="DPO learning rate (default 1e-5)")] = None,
+):
+    """DPO on refined pairs (chosen = the rejected answer, fixed) against interfering pairs (chosen also
+    right, but different in another way), same start, steps, lr, beta and seeds; accuracy and the
+    interfering factor on held-out prompts during training. Resumable. The defaults take about half an
+    hour on a 2-core CPU; for a larger run raise --train, --heldout, --steps and --seeds."""
+    from spar.experiments.interfering import TASKS, InterferingSettings, run, write_outputs
+    from spar.io import DataError
+
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names or any(t not in TASKS for t in names):
+        raise DataError(f"--tasks takes {', '.join(TASKS)} (comma-separated), got {tasks!r}")
+    try:
+        seed_list = [int(x) for x in seeds.split(",") if x.strip()]
+    except ValueError:
+        raise DataError(f"--seeds takes comma-separated integers, got {seeds!r}") from None
+    given = {"steps": steps, "eval_every": eval_every, "train": train, "heldout": heldout, "learning_rate": learning_rate}
+    s = InterferingSettings(tasks=names, seeds=seed_list, **{k: v for k, v in given.items() if v is not None})
+    points = run(out, s, model)
+    summ = write_outputs(out, points, s)
+    for task, t in summ.items():
+        last = max(t["refined"], default=None)
+        if last is None:
+            continue
+        typer.echo(f"{task}: base accuracy {t['base']['accuracy']:.3f}, factor {t['base']['factor']:.3f}; step {last}: "
+                   + "; ".join(f"{k} accuracy {t[k][last]['accuracy']['mean']:.3f} ± {t[k][last]['accuracy']['sd']:.3f}, "
+                               f"factor {t[k][last]['factor']['mean']:.3f}" for k in ("refined", "interfering") if last in t[k]))
+    typer.echo(f"report: {out / 'report.html'}")
