@@ -12,6 +12,7 @@ import typer
 
 from spar.cli_bootstrap import bootstrap_app
 from spar.cli_experiment import experiment_app
+from spar.cli_sandbox import sandbox_app
 from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
 from spar.io import DataError
 from spar.settings import JudgeSettings, SearchSettings
@@ -192,6 +193,7 @@ app.add_typer(tree_app, name="tree")
 
 app.add_typer(bootstrap_app, name="bootstrap")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(sandbox_app, name="sandbox")
 
 
 @app.command()

@@ -1,0 +1,246 @@
+"""Running code that a model wrote (AutoIF's verifiers) outside the spar process.
+
+A :class:`Pool` keeps warm workers (``spar/sandbox_worker.py``), each a child process in its own
+session, started through ``unshare`` in new user, network, pid and mount namespaces: no network
+(a fresh network namespace has only a loopback that is down), no view of other processes, private
+tmpfs over /tmp and the other world-writable directories, the home directory hidden (but for what
+Python itself needs, read-only) and every other mount read-only: nothing written reaches the host's
+files or survives the worker. The worker runs every
+call in a fresh forked child under rlimits (CPU seconds, address space, processes, open files,
+bytes written) with a wall-clock limit, an empty environment, stdin closed, and reads back one
+JSON result from a pipe -- data only, never anything to import or evaluate.
+
+A worker that dies or stops answering is killed as a group and replaced; the call it was running
+is recorded as failed and the other calls go on. Where no namespace can be made, the pool
+refuses unless ``unsafe_no_network_isolation`` is given (then: rlimits and an empty environment only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from spar.io import DataError
+
+WORKER = Path(__file__).with_name("sandbox_worker.py")
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")  # world-writable places, covered by tmpfs
+
+
+class SandboxUnavailable(DataError):
+    """No isolation can be built here and the user did not accept running without it."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    wall_seconds: float = 5.0  # per call
+    cpu_seconds: int = 5
+    memory_bytes: int = 512 << 20  # address space
+    processes: int = 16
+    open_files: int = 64
+    file_bytes: int = 8 << 20  # largest file a call may write (its printed output included)
+    output_bytes: int = 64 << 10  # largest result
+    disk_bytes: int = 32 << 20  # the private tmpfs
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    value: Any = None
+    error: str | None = None
+    seconds: float | None = None
+
+
+def _unshare() -> str | None:
+    return shutil.which("unshare")
+
+
+def _keep() -> list[str]:
+    """What Python needs that lies under the home directory (hidden in the sandbox): rebound read-only."""
+    home = Path.home().resolve()
+    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), WORKER.parent.resolve()}
+    return sorted(str(p) for p in paths if p == home or home in p.parents)
+
+
+def _q(s: str) -> str:
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def _script(cmd: list[str], limits: Limits) -> str:
+    """The shell that prepares the sandbox's mount namespace: a private tmpfs /tmp, the home
+    directory hidden (but for what Python needs, bound back), every other mount read-only, tmpfs
+    over the other world-writable places; then runs ``cmd``. Any step that fails stops it:
+    isolation is all or nothing."""
+    home = str(Path.home().resolve())
+    lines = ["set -e", f"mount -t tmpfs -o size={limits.disk_bytes},mode=1777 none /tmp"]
+    keep = _keep()
+    for i, k in enumerate(keep):
+        lines.append(f"mkdir -p /tmp/.keep/{i} && mount --rbind {_q(k)} /tmp/.keep/{i}")
+    lines.append(f"mount -t tmpfs -o size=1m,mode=755 none {_q(home)}")
+    for i, k in enumerate(keep):
+        lines.append(f"mkdir -p {_q(k)} && mount --rbind /tmp/.keep/{i} {_q(k)}")
+    lines.append("for mp in $(awk '{print $2}' /proc/self/mounts | sort -u); do case \"$mp\" in /proc|/proc/*|/sys|/sys/*|"
+                 f"/tmp|/tmp/*|{home}) continue;; esac; mount -o remount,bind,ro \"$mp\"; done")
+    for d in SCRATCH[1:]:
+        lines.append(f"if [ -d {d} ] && [ ! -L {d} ]; then mount -t tmpfs -o size={limits.disk_bytes},mode=1777 none {d}; fi")
+    lines.append("cd /tmp && exec " + " ".join(_q(c) for c in cmd))
+    return "\n".join(lines)
+
+
+INNER = ["--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
+
+
+class _Launch:
+    """How a sandboxed command is started. As root: the mounts are prepared as root in a private
+    mount namespace, then ``setpriv`` drops to ``nobody`` (root's files, /etc/shadow included, stay
+    unreadable) and an unprivileged user namespace adds the network, pid and mount namespaces. As
+    another user: one user namespace, prepared the same way from inside."""
+
+    def __init__(self, cmd: list[str], limits: Limits, isolated: bool):
+        self.kwargs: dict[str, Any] = {"env": {"PATH": "/usr/bin:/bin"}, "cwd": "/", "start_new_session": True}
+        if not isolated:
+            self.argv = cmd
+        elif os.geteuid() == 0:
+            inner = [shutil.which("setpriv") or "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+                     _unshare(), "--user", "--map-root-user", *INNER, "--", *cmd]
+            self.argv = [_unshare(), "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _script(inner, limits)]
+        else:
+            self.argv = [_unshare(), "--user", "--map-root-user", *INNER, "--", "/bin/sh", "-c", _script(cmd, limits)]
+
+    def popen(self, **kw: Any) -> subprocess.Popen:
+        return subprocess.Popen(self.argv, **self.kwargs, **kw)
+
+    def run(self, **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.run(self.argv, **self.kwargs, **kw)
+
+
+def check(limits: Limits = Limits()) -> dict[str, Any]:
+    """Which isolation layers work here (each tried for real)."""
+    out: dict[str, Any] = {"platform": sys.platform, "unshare": _unshare()}
+    if not sys.platform.startswith("linux") or not _unshare():
+        out["namespaces"] = False
+        return out
+    probe = ("import os, socket; s = socket.socket(); s.settimeout(1); net = s.connect_ex(('1.1.1.1', 53)); "
+             "home = os.path.expanduser('~'); "
+             "secret = os.access('/etc/shadow', os.R_OK) or os.access(home + '/.bashrc', os.R_OK); "
+             "print(os.getpid(), net, int(os.access('/usr', os.W_OK) or os.access('/etc/passwd', os.W_OK) or secret))")
+    try:
+        r = _Launch([sys.executable, "-I", "-c", probe], limits, True).run(capture_output=True, text=True, timeout=30)
+        pid, net, writable = r.stdout.split()
+        out.update(namespaces=r.returncode == 0 and pid == "1" and net != "0" and writable == "0", pid_namespace=pid == "1",
+                   network_isolated=net != "0", host_files_read_only_and_secrets_hidden=writable == "0", private_tmp=True,
+                   runs_as=("nobody (spar runs as root)" if os.geteuid() == 0 else "your own uid, home hidden"),
+                   error=r.stderr.strip()[-300:] or None)
+    except (subprocess.SubprocessError, ValueError, OSError) as e:
+        out.update(namespaces=False, error=f"{type(e).__name__}: {e}")
+    return out
+
+
+class _Worker:
+    def __init__(self, limits: Limits, isolated: bool):
+        args = [sys.executable, "-I", str(WORKER), json.dumps({**asdict(limits), "pid_namespace": isolated})]
+        self.proc = _Launch(args, limits, isolated).popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                          stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.answers: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.answers.put(line)
+        self.answers.put(None)  # the worker is gone
+
+    def call(self, payload: dict, timeout: float) -> Outcome:
+        try:
+            self.proc.stdin.write(json.dumps(payload) + "\n")
+            self.proc.stdin.flush()
+            line = self.answers.get(timeout=timeout)
+        except (BrokenPipeError, OSError):
+            line = None
+        except queue.Empty:
+            self.kill()
+            return Outcome(False, error="the sandbox worker stopped answering; it was killed and replaced")
+        if line is None:
+            self.kill()
+            return Outcome(False, error=f"the sandbox worker died ({self.proc.poll()}); it was replaced")
+        data = json.loads(line)
+        return Outcome(data["ok"], data.get("value"), data.get("error"), data.get("seconds"))
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+class Pool:
+    """Warm workers that evaluate (code, function, arguments) calls; ``run`` keeps call order."""
+
+    def __init__(self, workers: int = 2, limits: Limits = Limits(), unsafe_no_network_isolation: bool = False):
+        self.limits = limits
+        layers = check(limits) if sys.platform.startswith("linux") else {"namespaces": False}
+        self.isolated = bool(layers.get("namespaces"))
+        if not self.isolated and not unsafe_no_network_isolation:
+            raise SandboxUnavailable("no namespace can be made here (" + str(layers.get("error") or "no unshare") + "); "
+                                     "model-written code will not run without it unless you pass "
+                                     "--unsafe-no-network-isolation")
+        self.size = max(1, workers)
+        self._idle: queue.Queue = queue.Queue()
+        for _ in range(self.size):
+            self._idle.put(_Worker(limits, self.isolated))
+
+    def run(self, calls: list[tuple[str, str, list]]) -> list[Outcome]:
+        """Each call is (code, function name, arguments)."""
+        results: list[Outcome | None] = [None] * len(calls)
+        todo: queue.Queue = queue.Queue()
+        for i, c in enumerate(calls):
+            todo.put(i)
+
+        def serve() -> None:
+            w = self._idle.get()
+            try:
+                while True:
+                    try:
+                        i = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    code, func, args = calls[i]
+                    results[i] = w.call({"id": i, "code": code, "func": func, "args": list(args)},
+                                        timeout=self.limits.wall_seconds + 10)
+                    if not w.alive():
+                        w = _Worker(self.limits, self.isolated)
+            finally:
+                self._idle.put(w)
+
+        threads = [threading.Thread(target=serve) for _ in range(min(self.size, len(calls)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return [r if r is not None else Outcome(False, error="not run") for r in results]
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            w = self._idle.get()
+            try:
+                w.proc.stdin.close()
+            except OSError:
+                pass
+            w.kill()
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,182 @@
+"""The sandbox's worker: runs inside the namespaces that ``spar.sandbox`` sets up, as a script
+(``python -I sandbox_worker.py LIMITS_JSON``), standard library only.
+
+It reads one call per line on stdin (``{"id", "code", "func", "args"}``) and answers one line per
+call on stdout (``{"id", "ok", "value" | "error", "seconds"}``). Each call runs in a fresh forked
+child: its own process group and empty working directory, stdin from /dev/null, stdout and stderr
+into a size-limited file, rlimits on CPU, memory, processes, open files and bytes written, and no
+file descriptor but the pipe its one result goes back on. The worker reads at most ``output_bytes``
+of that pipe, parses it as JSON and nothing else, kills whatever the call left running, and
+removes its directory. Nothing the call does can reach the worker's own stdout.
+"""
+
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+
+
+def _limit(limits):
+    def both(which, value):
+        resource.setrlimit(which, (value, value))
+
+    both(resource.RLIMIT_CPU, limits["cpu_seconds"])
+    both(resource.RLIMIT_AS, limits["memory_bytes"])
+    both(resource.RLIMIT_NPROC, limits["processes"])
+    both(resource.RLIMIT_NOFILE, limits["open_files"])
+    both(resource.RLIMIT_FSIZE, limits["file_bytes"])
+    both(resource.RLIMIT_CORE, 0)
+
+
+def _child(call, limits, workdir, result_w):
+    """In the forked child: isolate, run the function, write one JSON result, exit."""
+    try:
+        os.setpgid(0, 0)
+        os.chdir(workdir)
+        null = os.open(os.devnull, os.O_RDONLY)
+        out = os.open(os.path.join(workdir, ".output"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(null, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        keep = {0, 1, 2, result_w}
+        for fd in range(3, 1024):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        _limit(limits)
+        namespace = {"__name__": "verifier"}
+        exec(compile(call["code"], "verifier.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
+        fn = namespace.get(call["func"])
+        if not callable(fn):
+            result = {"ok": False, "error": f"no function named {call['func']!r}"}
+        else:
+            value = fn(*call.get("args", []))
+            try:
+                result = {"ok": True, "value": json.loads(json.dumps(value))}
+            except (TypeError, ValueError):
+                result = {"ok": False, "error": f"the result is not JSON data ({type(value).__name__})"}
+    except BaseException as e:  # noqa: BLE001 - whatever the code raised is its failure
+        result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
+    try:
+        data = json.dumps(result).encode()
+        os.write(result_w, data[: limits["output_bytes"] + 1])
+    finally:
+        os._exit(0)
+
+
+def _others():
+    me = os.getpid()
+    return [int(n) for n in os.listdir("/proc") if n.isdigit() and int(n) not in (me, 1)]
+
+
+def _clean_up():
+    """Kill every process the call left in this pid namespace (the worker is pid 1 here) and reap
+    them, so the next call starts alone (up to a second; what still stands is killed again)."""
+    deadline = time.monotonic() + 1.0
+    while True:
+        left = _others()
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        _reap()
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.005)
+
+
+def _reap():
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def run_call(call, limits, base):
+    workdir = tempfile.mkdtemp(prefix="call-", dir=base)
+    result_r, result_w = os.pipe()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        os.close(result_r)
+        _child(call, limits, workdir, result_w)
+    os.close(result_w)
+    data, deadline, error = b"", start + limits["wall_seconds"], None
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            error = f"timed out after {limits['wall_seconds']} s"
+            break
+        ready, _, _ = select.select([result_r], [], [], left)
+        if not ready:
+            continue
+        chunk = os.read(result_r, 65536)
+        if not chunk:
+            break
+        data += chunk
+        if len(data) > limits["output_bytes"]:
+            error = f"the result is larger than {limits['output_bytes']} bytes"
+            break
+    os.close(result_r)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    status = None
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    if limits.get("pid_namespace"):
+        _clean_up()
+    _reap()
+    shutil.rmtree(workdir, ignore_errors=True)
+    seconds = round(time.monotonic() - start, 4)
+    if error is None:
+        try:
+            result = json.loads(data.decode()) if data else None
+        except (UnicodeDecodeError, ValueError):
+            result = None
+        if not isinstance(result, dict) or not isinstance(result.get("ok"), bool):
+            if status is not None and os.WIFSIGNALED(status):
+                sig = os.WTERMSIG(status)
+                why = {signal.SIGXCPU: "CPU time limit", signal.SIGKILL: "killed", signal.SIGXFSZ: "file size limit",
+                       signal.SIGSEGV: "segmentation fault"}.get(sig, signal.Signals(sig).name)
+                error = f"the call died: {why}"
+            elif status is not None and os.WIFEXITED(status):
+                error = f"the call exited with status {os.WEXITSTATUS(status)} before returning"
+            else:
+                error = "the call returned no result"
+        else:
+            return {"id": call["id"], **({"ok": True, "value": result["value"]} if result["ok"] else
+                                         {"ok": False, "error": str(result.get("error"))[:500]}), "seconds": seconds}
+    return {"id": call["id"], "ok": False, "error": error, "seconds": seconds}
+
+
+def main():
+    limits = json.loads(sys.argv[1])
+    base = tempfile.mkdtemp(prefix="spar-sandbox-")
+    os.chdir(base)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    out = os.fdopen(os.dup(1), "w")
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else of the worker's writes its protocol pipe
+    for line in sys.stdin:
+        call = json.loads(line)
+        out.write(json.dumps(run_call(call, limits, base)) + "\n")
+        out.flush()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

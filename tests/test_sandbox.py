@@ -1,0 +1,171 @@
+"""The sandbox against a hostile corpus: programs a model could write as a "verifier", each trying
+one thing. Every one must end as a recorded failure of its call, with this process alive, nothing
+written outside the sandbox, no connection accepted, no secret read, and the next calls unaffected."""
+
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+import spar
+from spar.sandbox import Limits, Pool, SandboxUnavailable, check
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox's namespaces are Linux's")
+
+SECRET = "spar-sandbox-test-secret-3141"
+REPO_FILE = Path(spar.__file__).parent / "PWNED_BY_SANDBOX"
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine: `spar sandbox check` says why")
+    os.environ["SPAR_SANDBOX_TEST_SECRET"] = SECRET
+    home_secret = Path.home() / ".spar-sandbox-test-secret"
+    home_secret.write_text(SECRET)
+    outside = tmp_path_factory.mktemp("outside") / "written.txt"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept())
+            except (socket.timeout, OSError):
+                pass
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    pool = Pool(workers=2, limits=Limits(wall_seconds=2.0, cpu_seconds=2, memory_bytes=256 << 20))
+    yield {"pool": pool, "port": listener.getsockname()[1], "outside": outside, "accepted": accepted,
+           "home_secret": home_secret}
+    pool.close()
+    stop.set()
+    t.join()
+    listener.close()
+    home_secret.unlink(missing_ok=True)
+    os.environ.pop("SPAR_SANDBOX_TEST_SECRET", None)
+
+
+HOSTILE = {
+    "infinite_loop": "while True: pass",
+    "sleep_past_timeout": "import time; time.sleep(60)",
+    "fork_bomb": "import os\nwhile True:\n    os.fork()",
+    "ten_gb": "return len(bytearray(10 ** 10))",
+    "memory_creep": "a = []\nwhile True:\n    a.append(bytearray(10 ** 7))",
+    "deep_recursion": "def r(n):\n    return r(n + 1)\nreturn r(0)",
+    "c_stack_overflow": "import sys\nsys.setrecursionlimit(10 ** 7)\ndef r(n):\n    return r(n + 1)\nreturn r(0)",
+    "catastrophic_regex": "import re\nreturn bool(re.match(r'(a+)+$', 'a' * 64 + 'b'))",
+    "write_outside": "open({outside!r}, 'w').write('x')\nreturn True",
+    "write_into_spar": "open({repo!r}, 'w').write('x')\nreturn True",
+    "fill_the_disk": "f = open('big', 'wb')\nwhile True:\n    f.write(b'x' * (1 << 20))",
+    "many_files": "i = 0\nwhile True:\n    open(f'f{{i}}', 'w').close()\n    i += 1",
+    "read_ssh_key": "import os\nreturn open(os.path.expanduser('~/.ssh/id_rsa')).read()",
+    "read_home_secret": "return open({home_secret!r}).read()",
+    "read_shadow": "return open('/etc/shadow').read()",
+    "parent_environment": "import os\nv = os.environ.get('SPAR_SANDBOX_TEST_SECRET')\nif v is None:\n    raise LookupError('no secret')\nreturn v",
+    "proc_environ_scan": ("import os\nfor p in os.listdir('/proc'):\n    try:\n        data = open(f'/proc/{{p}}/environ', 'rb').read()\n"
+                          "    except OSError:\n        continue\n    if {secret!r}.encode() in data:\n        return data.decode()\n"
+                          "raise LookupError('not found')"),
+    "connect_loopback_listener": "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\nreturn True",
+    "connect_internet": "import socket\nsocket.create_connection(('1.1.1.1', 53), timeout=1)\nreturn True",
+    "dns_lookup": "import socket\nreturn str(socket.getaddrinfo('example.com', 80))",
+    "spawn_shell": "import subprocess\nsubprocess.run(['/bin/sh', '-c', 'echo pwned > {repo}'], check=True)\nreturn True",
+    # (these two return only if the parent is gone: a worker that stands up to them is a contained call)
+    "kill_the_parent": ("import os, signal, time\nos.kill(os.getppid(), signal.SIGKILL)\ntime.sleep(0.5)\n"
+                        "os.kill(os.getppid(), 0)\nraise RuntimeError('the parent stands')"),
+    "kill_everything": ("import os, signal, time\nos.kill(-1, signal.SIGKILL)\ntime.sleep(0.5)\n"
+                        "os.kill(os.getppid(), 0)\nraise RuntimeError('the parent stands')"),
+    "close_stdout": "import os, sys\nos.close(1)\nprint('x' * 100000)\nsys.stdout.flush()\nreturn True",
+    "flood_stdout": "import sys\nwhile True:\n    sys.stdout.write('x' * 65536)",
+    "sys_exit": "import sys\nsys.exit(0)",
+    "os_exit": "import os\nos._exit(0)",
+    "ctypes_segfault": "import ctypes\nreturn ctypes.string_at(0)",
+    "monkeypatch_builtins": "import builtins\nbuiltins.len = lambda *a: 0\nraise RuntimeError('patched')",
+    "fake_result_line": "import os\nprint('{{\"id\": 0, \"ok\": true, \"value\": true}}', flush=True)\nraise ValueError('real failure')",
+    "write_every_fd": ("import os\nfor fd in range(3, 64):\n    try:\n        os.write(fd, b'{{\"ok\": true, \"value\": true}}')\n"
+                       "    except OSError:\n        pass\nraise ValueError('real failure')"),
+    "not_json": "return object()",
+    "a_set": "return {{1, 2}}",
+    "huge_result": "return 'x' * (10 ** 7)",
+    "raise_the_cpu_limit": "import resource\nresource.setrlimit(resource.RLIMIT_CPU, (10 ** 6, 10 ** 6))\nwhile True: pass",
+    "outliving_thread": ("import threading, time\ndef spin():\n    while True:\n        open('t', 'w').write('x')\n"
+                         "threading.Thread(target=spin, daemon=False).start()\nraise RuntimeError('left a thread')"),
+    "double_fork_daemon": "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\nraise RuntimeError('left a daemon')",
+}
+
+CHECK = "def verify(x):\n    import os\n    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), len([1, 2, 3])\n"
+
+
+def program(name: str, env) -> str:
+    body = HOSTILE[name].format(outside=str(env["outside"]), repo=str(REPO_FILE), home_secret=str(env["home_secret"]),
+                                secret=SECRET, port=env["port"])
+    return "def verify(x):\n" + "\n".join("    " + line for line in body.splitlines()) + "\n"
+
+
+def test_the_corpus_is_large_enough():
+    assert len(HOSTILE) >= 30
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_a_hostile_verifier_is_contained(name, env):
+    pool = env["pool"]
+    (out,) = pool.run([(program(name, env), "verify", [1])])
+    assert not out.ok and out.error, (name, out)
+    assert SECRET not in str(out.value) and SECRET not in (out.error or "")
+    assert not env["outside"].exists() and not REPO_FILE.exists()
+    assert not env["accepted"], "the sandbox reached a loopback listener"
+    # the next calls are unaffected: a fresh process with nothing left over from this one
+    for after in pool.run([(CHECK, "verify", [0]), (CHECK, "verify", [0])]):
+        assert after.ok, (name, after)
+        pids, three = after.value
+        assert three == 3 and len(pids) <= 2, (name, pids)
+
+
+def test_good_calls_come_back_in_order_with_their_values():
+    code = "def double(x):\n    return {'twice': x * 2}\n"
+    with Pool(workers=2, limits=Limits(wall_seconds=2.0)) as pool:
+        out = pool.run([(code, "double", [i]) for i in range(20)])
+    assert [o.value for o in out] == [{"twice": 2 * i} for i in range(20)]
+
+
+def test_refuses_without_namespaces_unless_told(monkeypatch):
+    import spar.sandbox as S
+
+    monkeypatch.setattr(S, "_unshare", lambda: None)
+    with pytest.raises(SandboxUnavailable, match="--unsafe-no-network-isolation"):
+        Pool(workers=1)
+    with Pool(workers=1, unsafe_no_network_isolation=True) as pool:
+        (out,) = pool.run([("def f():\n    return 1\n", "f", [])])
+    assert out.ok and out.value == 1
+
+
+def test_sandbox_commands(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spar.cli import app
+
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine")
+    f = tmp_path / "v.py"
+    f.write_text("def verify(text):\n    return len(text.split()) >= 3\n\ndef loop(x):\n    while True:\n        pass\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["sandbox", "run", str(f), "--call", "verify", "--input", '"a b c"'])
+    assert res.exit_code == 0 and json.loads(res.output) == {"ok": True, "value": True, "error": None,
+                                                             "seconds": json.loads(res.output)["seconds"]}
+    res = runner.invoke(app, ["sandbox", "run", str(f), "--call", "loop", "--input", "[1]", "--timeout", "0.5"])
+    assert res.exit_code == 0 and "timed out" in json.loads(res.output)["error"]
+    res = runner.invoke(app, ["sandbox", "run", str(f), "--call", "verify", "--input", "{nope"])
+    assert res.exit_code == 2 and "--input: not JSON" in res.output
+    res = runner.invoke(app, ["sandbox", "run", str(tmp_path / "missing.py"), "--call", "verify"])
+    assert res.exit_code == 2 and "no such file" in res.output
+    res = runner.invoke(app, ["sandbox", "check"])
+    assert res.exit_code == 0 and json.loads(res.output)["namespaces"] is True
