@@ -1,0 +1,87 @@
+"""AutoIF's rules: parsing, cross-validation thresholds (code and paper variants), back-translation
+filtering, execution feedback and pair sampling; the functions run in the sandbox."""
+
+import json
+
+import pytest
+
+from spar.selfplay import autoif as A
+
+
+def test_instruction_lines_and_function_samples_parse_as_the_reference_reads_them():
+    reply = "Here you go:\n- Answer in exactly three words.\n- Answer in exactly three words.\n-  \nnot a line\n- Use no commas."
+    assert A.parse_instructions(reply) == ["Answer in exactly three words.", "Use no commas."]
+    body = {"func": "import requests\\ndef evaluate(response):\\n    return ',' not in response",
+            "cases": [{"input": "a, b", "output": False}, {"input": "a b", "output": True}, {"input": "x", "output": "yes"}]}
+    s = A.parse_function_sample("Sure!\n```json\n" + json.dumps(body) + "\n```\n")
+    assert "requests" not in s.func and s.func.startswith("def evaluate") and s.cases == [("a, b", False), ("a b", True)]
+    assert A.parse_function_sample("no json here") is None
+    assert A.parse_function_sample(json.dumps({"func": "def other(x): return True", "cases": []})) is None
+
+
+def _samples(funcs, cases):
+    """One sample per function; the cases spread over them (each case once)."""
+    return [A.FunctionSample(f, list(cases[i::len(funcs)])) for i, f in enumerate(funcs)]
+
+
+def _verdicts(table):
+    return A.Verdicts(results={(f, x): v for (f, x), v in table.items()})
+
+
+def test_cross_validation_code_rules():
+    cases = [(f"text {i}", i % 2 == 0) for i in range(10)]
+    good, half, bad = "def evaluate(r): good", "def evaluate(r): half", "def evaluate(r): bad"
+    table = {}
+    for i, (x, y) in enumerate(cases):
+        table[(good, x)] = y  # always right
+        table[(half, x)] = y if i < 5 else (not y)  # right on half
+        table[(bad, x)] = None  # always an error
+    v = A.cross_validate(_samples([good, half, bad] * 4, cases), _verdicts(table))
+    assert v.reason is None and v.functions == [(good, 1.0)] and len(v.cases) == 10
+    few = A.cross_validate(_samples([good, half], cases), _verdicts(table))
+    assert few.reason.startswith("too few functions")
+    # a case no function gets right is dropped; a function that only errs keeps nothing
+    table2 = {k: (None if k[0] != good else v) for k, v in table.items()}
+    v2 = A.cross_validate(_samples([good, half, bad], cases), _verdicts(table2))
+    assert [f for f, _ in v2.functions] == [good]
+
+
+def test_cross_validation_paper_rules_use_majorities():
+    cases = [(f"t{i}", True) for i in range(4)]
+    f1, f2, f3 = "def evaluate(r): 1", "def evaluate(r): 2", "def evaluate(r): 3"
+    table = {(f, x): (f != f3) for f in (f1, f2, f3) for x, _ in cases}
+    cfg = A.CrossValidation(rules="paper", min_functions=1, min_cases=1)
+    v = A.cross_validate(_samples([f1, f2, f3], cases), _verdicts(table), cfg)
+    assert {f for f, _ in v.functions} == {f1, f2} and len(v.cases) == 4
+
+
+def test_back_translation_pass_rate_and_pairs():
+    assert A.back_translation_keeps(["entailment", "neutral"]) and not A.back_translation_keeps(["entailment", "contradiction"])
+    assert not A.back_translation_keeps([])
+    assert A.pass_rate([True, False, None, True]) == pytest.approx(2 / 3) and A.pass_rate([None, None]) == 0.0
+    responses = [("p1", 1.0), ("p2", 0.5), ("p3", 0.75), ("n1", 0.0), ("m", 0.3)]
+    pairs = A.sample_pairs(responses, seed=1)
+    assert len(pairs) == 2 and all(n == "n1" for _, n in pairs) and all(p.startswith("p") for p, _ in pairs)
+    assert A.sample_pairs([("p", 1.0), ("n", 0.0)], 0) == [("p", "n")]
+    assert A.sample_pairs([("m", 0.3), ("n", 0.0)], 0) == []  # a middling rate is neither
+    assert A.sample_pairs(responses, seed=1) == pairs
+
+
+def test_functions_run_in_the_sandbox_and_only_bools_count():
+    from spar.sandbox import Pool, check
+
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine")
+    f_ok = "def evaluate(response):\n    return ',' not in response\n"
+    f_str = "def evaluate(response):\n    return 'true'\n"
+    f_loop = "def evaluate(response):\n    while True:\n        pass\n"
+    cache = {}
+    from spar.sandbox import Limits
+
+    with Pool(workers=2, limits=Limits(wall_seconds=1.0, cpu_seconds=1)) as pool:
+        v = A.run_functions(pool, [f_ok, f_str, f_loop], ["a, b", "a b"], cache)
+        assert v.results[(f_ok, "a, b")] is False and v.results[(f_ok, "a b")] is True
+        assert v.results[(f_str, "a b")] is None and v.results[(f_loop, "a b")] is None
+        assert v.failures == {"not a bool": 2, "timed out after 1.0 s": 2}
+        again = A.run_functions(pool, [f_ok], ["a b"], cache)  # from the cache: no new call
+        assert again.results[(f_ok, "a b")] is True and not again.failures
