@@ -72,6 +72,9 @@ def test_resume_cuts_a_torn_last_line(tmp_path):
     with Appender(path) as out:
         for r in rows:
             out.write(r)
+    from spar.io import marker
+
+    marker(path).touch()  # a killed Appender leaves its marker
     with path.open("a") as f:
         f.write('{"schema_version": 1, "id": "3", "prom')  # killed mid-write
     back, ids = resume(path, Completion)
@@ -91,3 +94,53 @@ def test_atomic_write_leaves_no_temp_on_failure(tmp_path):
         write_jsonl(path, boom())
     assert path.read_text() == '{"a": 1}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["x.jsonl"]
+
+
+def test_a_resume_cuts_only_a_torn_line_that_spar_left(tmp_path):
+    from spar.io import Appender, DataError, marker, resume
+    from spar.types import Completion
+
+    row = Completion(id="a", prompt=[{"role": "user", "content": "q"}], completions=["x"])
+    out = tmp_path / "out.jsonl"
+    with Appender(out) as f:
+        f.write(row)
+    assert not marker(out).exists()  # a clean close leaves no marker
+    # a file spar did not leave half-written: its last line without newline is an error, and untouched
+    user = tmp_path / "user.jsonl"
+    user.write_text(row.model_dump_json() + "\n" + row.model_copy(update={"id": "b"}).model_dump_json())
+    before = user.read_bytes()
+    with pytest.raises(DataError, match=r"user.jsonl:2: the last line has no newline"):
+        resume(user, Completion)
+    assert user.read_bytes() == before
+    # a killed append (the marker is left) is cut back to its last whole row
+    marker(out).touch()
+    with out.open("a") as f:
+        f.write('{"id": "b", "prom')
+    rows, keys = resume(out, Completion)
+    assert keys == {"a"} and out.read_text().endswith("\n")
+
+
+def test_trees_with_cycles_or_dangling_ids_are_bad_input(tmp_path):
+    import json
+
+    from spar.io import DataError, read_jsonl
+    from spar.types import Tree
+
+    def tree(nodes, **kw):
+        return {"id": "p#0", "prompt_id": "p", "nodes": nodes, "solved": False, "expanded": 1, "strategy": "bfs", **kw}
+
+    def node(i, parent):
+        return {"id": i, "parent": parent, "depth": 0, "response": "r"}
+
+    bad = {
+        "cycle": tree([node(0, None), node(1, 2), node(2, 1)]),
+        "dangling parent": tree([node(0, None), node(1, 7)]),
+        "dangling solution": tree([node(0, None)], solution=3),
+        "empty": tree([]),
+        "repeated ids": tree([node(0, None), node(0, None)]),
+    }
+    for name, t in bad.items():
+        p = tmp_path / f"{name}.jsonl"
+        p.write_text(json.dumps(tree([node(0, None)])) + "\n" + json.dumps(t) + "\n")
+        with pytest.raises(DataError, match=r"\.jsonl:2"):
+            read_jsonl(p, Tree)

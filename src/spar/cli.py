@@ -56,6 +56,10 @@ def generate(
     from spar.io import read_prompts
     from spar.llm import Sampling
 
+    from spar.io import refuse_same_path
+
+    if input:
+        refuse_same_path(input, output)
     prompts = read_prompts(input) if input else builtin_prompts()
     sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                         stop=tuple(stop or ()), seed=seed)

@@ -133,13 +133,19 @@ def write_text(path: str | Path, text: str) -> None:
 def resume(path: str | Path, model: type[M], key: str = "id") -> tuple[list[M], set[str]]:
     """Read the rows an earlier (possibly killed) run appended and the set of their keys.
 
-    A torn last line (no newline: the process died mid-write) is cut off the file.
+    A torn last line (no newline: the process died mid-write) is cut off the file, but only when
+    spar's own marker says that an append to it was interrupted (``Appender``); a file that spar
+    did not leave half-written is never cut: a last line without a newline there is an error.
     """
     path = Path(path)
     if not path.exists():
         return [], set()
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
+        if not marker(path).exists():
+            line = data.count(b"\n") + 1
+            raise DataError(f"{path}:{line}: the last line has no newline, and no interrupted spar run left this file; "
+                            "spar will not cut a file it did not write (complete the line or move the file)")
         cut = data.rfind(b"\n") + 1
         with path.open("r+b") as f:
             f.truncate(cut)
@@ -147,12 +153,19 @@ def resume(path: str | Path, model: type[M], key: str = "id") -> tuple[list[M], 
     return rows, {str(getattr(r, key)) for r in rows}
 
 
+def marker(path: Path) -> Path:
+    """The file that says spar is appending to ``path`` (left behind when a run is killed)."""
+    return path.with_name(f".{path.name}.appending")
+
+
 class Appender:
-    """Append rows to a JSONL file, each flushed and fsynced before the next is written."""
+    """Append rows to a JSONL file, each flushed and fsynced before the next is written. While it is
+    open a marker file sits beside the output, so that a resume knows a torn last line is its own."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        marker(self.path).touch()
         self._f = self.path.open("a", encoding="utf-8")
 
     def write(self, row: BaseModel | dict[str, Any]) -> None:
@@ -162,6 +175,7 @@ class Appender:
 
     def close(self) -> None:
         self._f.close()
+        marker(self.path).unlink(missing_ok=True)
 
     def __enter__(self) -> "Appender":
         return self

@@ -139,6 +139,31 @@ class Tree(Record):
     strategy: str
     solution: int | None = None  # node id of the accepted refinement
 
+    @model_validator(mode="after")
+    def _well_formed(self) -> "Tree":
+        """Bad trees are bad input, caught when read: no nodes, repeated ids, a dangling parent or
+        solution, a cycle (a walk to the root that never ends)."""
+        if not self.nodes:
+            raise ValueError("a tree needs at least its root node")
+        by_id = {n.id: n for n in self.nodes}
+        if len(by_id) != len(self.nodes):
+            raise ValueError("node ids repeat")
+        if self.root not in by_id or by_id[self.root].parent is not None:
+            raise ValueError(f"root {self.root} is not a node without a parent")
+        for n in self.nodes:
+            if n.parent is not None and n.parent not in by_id:
+                raise ValueError(f"node {n.id} has parent {n.parent}, which is not in the tree")
+            if n.parent is None and n.id != self.root:
+                raise ValueError(f"node {n.id} has no parent but is not the root")
+            cur, steps = n, 0
+            while cur.parent is not None:
+                cur, steps = by_id[cur.parent], steps + 1
+                if steps > len(self.nodes):
+                    raise ValueError(f"node {n.id}'s parents form a cycle")
+        if self.solution is not None and self.solution not in by_id:
+            raise ValueError(f"solution {self.solution} is not a node of the tree")
+        return self
+
     def path(self) -> list[int]:
         """Node ids from the root to the solution (empty when unsolved)."""
         if self.solution is None:
