@@ -4,6 +4,7 @@ subprocess that the kill test SIGKILLs:  python tests/pipeline_harness.py RUN_DI
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,21 @@ def script(chat, sampling, k):
     if any("Rewrite the response" in m["content"] for m in chat):  # a minimal edit: the commas out, a word changed
         parent = text.split("[Response]\n", 1)[1].split("\n\nFirst say", 1)[0]
         return f"{parent.replace(',', '')} v{_h(text, i) % 97}[[end]]"
+    if "Write one instruction per line" in text:  # AutoIF: new instructions
+        return "- Write every word in lowercase.\n- Answer in exactly five words.\n- Use no commas at all."
+    if "Write a function `evaluate(response)`" in text:  # AutoIF: a function and three cases per sample
+        if "lowercase" in text:
+            body, cases = "return response == response.lower()", [(f"abc {i}", True), (f"Abc {i}", False), (f"x{i} y", True)]
+        elif "no commas" in text.lower():
+            body, cases = "return ',' not in response", [(f"a{i}, b", False), (f"a{i} b", True), (f"c{i}, d", False)]
+        else:  # a function that fails on every case (a name it never defined)
+            body, cases = "return undefined_helper(response)", [(f"a{i}", True), (f"abcdef{i}", False), (f"q{i}", True)]
+        func = f"def evaluate(response):\n    # sample {i}\n    {body}\n"
+        return "```json\n" + json.dumps({"func": func, "cases": [{"input": x, "output": y} for x, y in cases]}) + "\n```"
+    if "write, for each one, the instruction it checks" in text:
+        return json.dumps(["Use lowercase only."] * 3)
+    if "contradict instruction A" in text:
+        return "Final judgement: No"
     if "Winner: Judgment A" in text:  # the meta-judge: sometimes no winner at all
         return ["Winner: Judgment A", "Winner: Judgment B", "A is better, I think."][_h(text, i) % 3]
     if "Score: N" in text:  # the five-point judge: a score, or now and then none
@@ -50,7 +66,7 @@ def factory(delay: float):
     return make
 
 
-DATA_STAGE = {"spar": "data", "self_rewarding": "pairs", "meta_rewarding": "pairs", "self": "targets"}
+DATA_STAGE = {"spar": "data", "self_rewarding": "pairs", "meta_rewarding": "pairs", "self": "targets", "autoif": "pairs"}
 made: list[dict] = []  # the options each backend was made with
 models: list[str] = []  # the model string of each backend made
 

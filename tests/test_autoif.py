@@ -85,3 +85,33 @@ def test_functions_run_in_the_sandbox_and_only_bools_count():
         assert v.failures == {"not a bool": 2, "timed out after 1.0 s": 2}
         again = A.run_functions(pool, [f_ok], ["a b"], cache)  # from the cache: no new call
         assert again.results[(f_ok, "a b")] is True and not again.failures
+
+
+def test_autoif_runs_its_stages_and_counts_every_filter(tmp_path):
+    import pipeline_harness as H
+    from spar.sandbox import check
+
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine")
+    over = {"method": "autoif", "autoif.max_instructions": 14, "autoif.function_samples": 4, "autoif.queries": 2,
+            "autoif.wall_seconds": 2.0}
+    H.run(tmp_path, until="pairs", **over)
+    d = tmp_path / "iter_1"
+    rows = [json.loads(x) for x in (d / "instructions.jsonl").read_text().splitlines()]
+    assert len(rows) == 14 and {r["source"] for r in rows} == {"seed", "augmented"}
+    verified = [json.loads(x) for x in (d / "verified.jsonl").read_text().splitlines()]
+    kept = [v for v in verified if not v["reason"]]
+    # the lowercase and no-comma functions agree with their cases; the others raise NameError on all
+    assert kept and all("lowercase" in v["instruction"] or "no commas" in v["instruction"].lower() for v in kept)
+    assert len(kept) == sum("lowercase" in r["instruction"] or "no commas" in r["instruction"].lower() for r in rows)
+    assert all(len(v["functions"]) == 4 and len(v["cases"]) >= 10 for v in kept)
+    stats = json.loads((d / "stats.json").read_text())
+    assert stats["verify"]["instructions"]["kept"] == len(kept) and sum(stats["verify"]["instructions"].values()) == 14
+    fb = [json.loads(x) for x in (d / "feedback.jsonl").read_text().splitlines()]
+    assert len(fb) == 2 * len(kept) and all(0 <= r <= 1 for f in fb for r in f["pass_rates"])
+    pairs = [json.loads(x) for x in (d / "dpo.jsonl").read_text().splitlines()]
+    assert stats["pairs"] == len(pairs)
+    for p in pairs:  # the chosen answer passes the functions, the rejected one fails them all
+        f = next(x for x in fb if x["id"] == p["origin"]["input"])
+        rate = dict(zip(f["completions"], f["pass_rates"]))
+        assert rate[p["chosen"][0]["content"]] >= 0.5 and rate[p["rejected"][0]["content"]] == 0

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from spar.settings import (BootstrapSettings, EvalSettings, JudgeSettings, NegativesSettings, PromptsSettings,
+from spar.settings import (AutoIFSettings, BootstrapSettings, EvalSettings, JudgeSettings, NegativesSettings, PromptsSettings,
                            RewardSettings, RFTSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
                            TrainSettings, sft_defaults)
 
@@ -25,7 +25,7 @@ class RunConfig(Settings):
     # inference dtype of transformers models; None: bf16 where the hardware computes in it natively
     # (CUDA; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. Training keeps fp32 on a CPU.
     dtype: Literal["fp32", "bf16", "fp16"] | None = None
-    method: Literal["spar", "self_rewarding", "meta_rewarding", "self"] = "spar"  # spar.methods
+    method: Literal["spar", "self_rewarding", "meta_rewarding", "self", "autoif"] = "spar"  # spar.methods
     prompts: PromptsSettings = PromptsSettings()
     sample: SampleSettings = SampleSettings()
     judge: JudgeSettings = JudgeSettings()
@@ -37,6 +37,7 @@ class RunConfig(Settings):
     bootstrap: BootstrapSettings = BootstrapSettings()
     reward: RewardSettings = RewardSettings()
     self_refine: SelfSettings = SelfSettings()
+    autoif: AutoIFSettings = AutoIFSettings()
     eval: EvalSettings = EvalSettings()
 
     @model_validator(mode="after")

@@ -206,3 +206,27 @@ class SelfSettings(Settings):
 
     keep_correct: bool = False  # also train on answers the first judgment already accepted
     meta_skill: bool = True  # also train on the accepted refinement replies (feedback -> refinement)
+
+
+class AutoIFSettings(Settings):
+    """AutoIF (``spar.methods.autoif``; spec ``autoif.md``). Defaults: the reference code's
+    cross-validation rules and the paper's response threshold, at CPU-sized counts."""
+
+    teacher: str | None = None  # model string of the supervision model; None = the actor itself (self-alignment)
+    instructions: int = Field(16, ge=1)  # new instructions asked for per augmentation request
+    augment_samples: int = Field(4, ge=1)  # augmentation requests
+    max_instructions: int = Field(32, ge=1)  # instructions taken on (seeds first)
+    function_samples: int = Field(4, ge=1)  # function + 3 cases samples per instruction
+    rules: Literal["code", "paper"] = "code"
+    min_functions: int = Field(3, ge=1)
+    min_cases: int = Field(10, ge=1)
+    function_accuracy: float = Field(0.8, ge=0, le=1)
+    back_translation: bool = True  # the model itself judges contradiction (no NLI model offline)
+    queries: int = Field(4, ge=1)  # queries (spar's seed tasks) per kept instruction
+    positive: float = Field(0.5, ge=0, le=1)  # pass rate of a chosen response at least this
+    temperature: float = Field(0.8, ge=0)
+    top_p: float = Field(0.95, gt=0, le=1)
+    max_new_tokens: int = Field(512, ge=1)
+    wall_seconds: float = Field(5.0, gt=0)  # per verifier call, in the sandbox
+    workers: int = Field(2, ge=1)
+    unsafe_no_network_isolation: bool = False

@@ -224,3 +224,12 @@ class MetaJudged(Record):
     pairs: list[tuple[int, int]] = Field(default_factory=list)  # (shown first, shown second)
     outcomes: list[int] = Field(default_factory=list)  # per pair: +1 first wins, -1 second wins, 0 no winner read
     replies: list[str] = Field(default_factory=list)
+
+
+class Feedback(Record):
+    """A row of AutoIF's execution feedback: one input, its responses and their pass rates."""
+
+    id: str
+    prompt: list[Message]
+    completions: list[str]
+    pass_rates: list[float]

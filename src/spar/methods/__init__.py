@@ -7,11 +7,13 @@ compared with, on the same prompts, sampling, judge and trainers.
 - ``meta_rewarding``: Self-Rewarding's actor pairs with length control, plus judge pairs from a
   pairwise meta-judge, in the same DPO run.
 - ``self``: sample -> self-feedback -> one self-refinement -> re-judge -> SFT on accepted refinements.
+- ``autoif``: instructions -> verifier functions + cases -> cross-validation (in the sandbox) ->
+  back-translation -> queries -> responses -> execution feedback -> DPO pairs.
 """
 
 from __future__ import annotations
 
-METHODS = ("spar", "self_rewarding", "meta_rewarding", "self")
+METHODS = ("spar", "self_rewarding", "meta_rewarding", "self", "autoif")
 
 
 def get_method(name: str):
@@ -25,6 +27,8 @@ def get_method(name: str):
         METHOD = SELF_REWARDING if name == "self_rewarding" else META_REWARDING
     elif name == "self":
         from spar.methods.self_refine import METHOD
+    elif name == "autoif":
+        from spar.methods.autoif import METHOD
     else:
         raise DataError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
     return METHOD

@@ -175,3 +175,36 @@ def parse_winner(reply: str) -> int | None:
     if not found:
         return None
     return 1 if found[-1].lower() == "a" else -1
+
+
+# AutoIF (spar.methods.autoif): our own wording of the structure its paper and code describe.
+AUTOIF_AUGMENT = """You write instructions for testing an AI assistant. Write {n} new instructions, each one a single constraint on the *form* of a response (its words, letters, length, layout or punctuation) that a short Python function could check. Not about style, tone, metaphor or translation.
+
+Examples of the kind wanted:
+{examples}
+
+Write one instruction per line, each line starting with "- "."""
+
+AUTOIF_FUNCTION = """You write Python functions that check responses. The instruction is:
+
+{instruction}
+
+Write a function `evaluate(response)` that returns True if the string `response` follows the instruction and False otherwise, and three test cases. Answer with one JSON object in a ```json block, like this:
+```json
+{{"func": "def evaluate(response):\\n    return ...", "cases": [{{"input": "...", "output": true}}, {{"input": "...", "output": false}}, {{"input": "...", "output": true}}]}}
+```"""
+
+AUTOIF_BACK = """Here are Python functions that check a response. Read each and write, for each one, the instruction it checks, in one sentence. Answer with a JSON list of strings only.
+
+{functions}"""
+
+AUTOIF_SAME = """Instruction A: {a}
+Instruction B: {b}
+
+Does instruction B contradict instruction A? End with a last line that reads exactly "Final judgement: Yes" if it contradicts A, or "Final judgement: No" if it does not."""
+
+AUTOIF_RESPONSE = """{query} {instruction}"""
+
+
+def autoif_chat(template: str, **fields: str) -> list[Message]:
+    return [Message(role="user", content=template.format(**fields))]

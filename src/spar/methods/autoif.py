@@ -1,0 +1,210 @@
+"""AutoIF on spar's stages (spec ``autoif.md``, section 13): a supervision model (``autoif.teacher``,
+or the actor itself) writes instructions, verifier functions with test cases and back-translations;
+the functions are cross-validated in the sandbox (``spar.sandbox``), the instructions are attached
+to queries (spar's seed tasks, in place of ShareGPT), the actor answers, the functions score each
+answer (execution feedback), and DPO trains on (passing, failing) answers. Every filter's
+survivors and rejections are counted in the manifest and ``stats.json``. The back-translation
+check asks the model itself whether the back-translated instruction contradicts the original (no
+NLI model offline)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from spar.io import Appender, read_jsonl, resume, write_jsonl, write_text
+from spar.llm import Sampling
+from spar.methods.base import Context, Method, Stage
+from spar.methods.common import PROMPTS, eval_stages, train_stage
+from spar.roles import templates as T
+from spar.selfplay import autoif as A
+from spar.types import Completion, Feedback, Prompt
+
+# A few seed instructions of the kind the paper starts from (one atomic, checkable constraint each).
+SEEDS = [
+    "Answer using only words that begin with the letter B.",
+    "Write the whole answer in telegram style and end it with the word STOP.",
+    "Answer in exactly one sentence of exactly 20 words.",
+    "Do not use the letter e anywhere in the answer.",
+    "Write every word of the answer in lowercase.",
+    "Answer with a bulleted list in which every line starts with '- '.",
+    "Answer only with questions.",
+    "Use no commas at all.",
+    "Write the answer as a haiku of three lines.",
+    "Make every sentence shorter than the one before it.",
+    "Answer in fewer than 30 words.",
+    "Put the whole answer in double quotes.",
+]
+
+
+def _teacher(ctx: Context):
+    t = ctx.cfg.autoif.teacher
+    return ctx.run.backend(t) if t else ctx.backend("actor")
+
+
+def _sampling(ctx: Context, n: int) -> Sampling:
+    a = ctx.cfg.autoif
+    return Sampling(n=n, temperature=a.temperature, top_p=a.top_p, max_new_tokens=a.max_new_tokens, seed=ctx.seed)
+
+
+def _instructions(ctx: Context) -> None:
+    a = ctx.cfg.autoif
+    chat = T.autoif_chat(T.AUTOIF_AUGMENT, n=str(a.instructions), examples="\n".join(f"- {s}" for s in SEEDS))
+    replies = _teacher(ctx).generate([chat], _sampling(ctx, a.augment_samples))[0]
+    new = [i for r in replies for i in A.parse_instructions(r)]
+    rows = [{"id": f"i{k}", "instruction": ins, "source": "seed" if ins in SEEDS else "augmented"}
+            for k, ins in enumerate(list(dict.fromkeys(SEEDS + new))[: a.max_instructions])]
+    write_jsonl(ctx.path("instructions.jsonl"), rows)
+    ctx.spend.update(augmented=len(set(new) - set(SEEDS)), taken=len(rows))
+
+
+def _functions(ctx: Context) -> None:
+    rows = [json.loads(x) for x in ctx.path("instructions.jsonl").read_text().splitlines()]
+    chats = [T.autoif_chat(T.AUTOIF_FUNCTION, instruction=r["instruction"]) for r in rows]
+    replies = _teacher(ctx).generate(chats, _sampling(ctx, ctx.cfg.autoif.function_samples)) if chats else []
+    out, parsed = [], 0
+    for r, reps in zip(rows, replies):
+        samples = [s for s in (A.parse_function_sample(x) for x in reps) if s is not None]
+        parsed += len(samples)
+        out.append({**r, "samples": [{"func": s.func, "cases": s.cases} for s in samples], "unparsed": len(reps) - len(samples)})
+    write_jsonl(ctx.path("functions.jsonl"), out)
+    ctx.spend.update(samples=sum(len(x) for x in replies), parsed=parsed)
+
+
+def _pool(ctx: Context):
+    from spar.sandbox import Limits, Pool
+
+    a = ctx.cfg.autoif
+    return Pool(workers=a.workers, limits=Limits(wall_seconds=a.wall_seconds, cpu_seconds=max(1, int(a.wall_seconds))),
+                unsafe_no_network_isolation=a.unsafe_no_network_isolation)
+
+
+def _verify(ctx: Context) -> None:
+    a = ctx.cfg.autoif
+    cfg = A.CrossValidation(rules=a.rules, min_functions=a.min_functions, min_cases=a.min_cases,
+                            function_accuracy=a.function_accuracy)
+    rows = [json.loads(x) for x in ctx.path("functions.jsonl").read_text().splitlines()]
+    out, reasons, failures = [], {}, {}
+    with _pool(ctx) as pool:
+        for r in rows:
+            samples = [A.FunctionSample(s["func"], [tuple(c) for c in s["cases"]]) for s in r["samples"]]
+            funcs = list(dict.fromkeys(s.func for s in samples))
+            inputs = list(dict.fromkeys(c[0] for s in samples for c in s.cases))
+            enough = len(funcs) >= cfg.min_functions and len(inputs) >= 1
+            verdicts = A.run_functions(pool, funcs, inputs) if enough else A.Verdicts()
+            for k, v in verdicts.failures.items():
+                failures[k] = failures.get(k, 0) + v
+            v = A.cross_validate(samples, verdicts, cfg)
+            key = v.reason.split(" (")[0] if v.reason else "kept"
+            reasons[key] = reasons.get(key, 0) + 1
+            out.append({"id": r["id"], "instruction": r["instruction"], "functions": v.functions, "cases": v.cases,
+                        "reason": v.reason})
+    write_jsonl(ctx.path("verified.jsonl"), out)
+    ctx.spend.update(instructions=reasons, sandbox_failures=failures)
+
+
+def _back_translate(ctx: Context) -> None:
+    rows = [r for r in (json.loads(x) for x in ctx.path("verified.jsonl").read_text().splitlines()) if not r["reason"]]
+    kept, labels = [], {"entailment": 0, "contradiction": 0, "unparsed": 0}
+    if rows and ctx.cfg.autoif.back_translation:
+        teacher = _teacher(ctx)
+        greedy = Sampling(max_new_tokens=ctx.cfg.autoif.max_new_tokens, seed=ctx.seed)
+        backs = teacher.generate([T.autoif_chat(T.AUTOIF_BACK, functions="\n\n".join(f for f, _ in r["functions"][:3]))
+                                  for r in rows], greedy)
+        for r, (reply,) in zip(rows, backs):
+            try:
+                texts = [t for t in json.loads(reply) if isinstance(t, str)]
+            except (json.JSONDecodeError, TypeError):
+                texts = []
+            if not texts:
+                labels["unparsed"] += 1
+                continue
+            votes = teacher.generate([T.autoif_chat(T.AUTOIF_SAME, a=r["instruction"], b=t) for t in texts], greedy)
+            verdicts = [T.parse_judgement(v[0]) for v in votes]
+            found = ["contradiction" if v is True else "entailment" for v in verdicts if v is not None]
+            for x in found:
+                labels[x] += 1
+            if A.back_translation_keeps(found):
+                kept.append(r)
+    else:
+        kept = rows
+    write_jsonl(ctx.path("kept.jsonl"), kept)
+    ctx.spend.update(labels=labels, kept=len(kept))
+
+
+def _queries(ctx: Context) -> None:
+    from spar.constraints.seeds import seed_tasks, split_of
+
+    tasks = [t for _, t in seed_tasks() if split_of(t) == "train"]
+    rng = random.Random(ctx.seed)
+    rows = []
+    for r in (json.loads(x) for x in ctx.path("kept.jsonl").read_text().splitlines()):
+        for j, q in enumerate(rng.sample(tasks, min(ctx.cfg.autoif.queries, len(tasks)))):
+            rows.append(Prompt(id=f"{r['id']}-q{j}", messages=[{"role": "user", "content": T.AUTOIF_RESPONSE.format(
+                query=q, instruction=r["instruction"])}], source=f"autoif:{r['id']}"))
+    write_jsonl(ctx.path("queries.jsonl"), rows)
+    ctx.spend["queries"] = len(rows)
+
+
+def _sample(ctx: Context) -> None:
+    from spar import stages as S
+
+    S.run_sample(ctx.backend("actor"), ctx.cfg.sample, ctx.path("queries.jsonl"), ctx.path("samples.jsonl"), ctx.seed,
+                 chunk=ctx.chunk, show=ctx.show)
+
+
+def _feedback(ctx: Context) -> None:
+    funcs = {r["id"]: [f for f, _ in r["functions"]] for r in map(json.loads, ctx.path("kept.jsonl").read_text().splitlines())}
+    out = ctx.path("feedback.jsonl")
+    _, done = resume(out, Feedback)
+    todo = [c for c in read_jsonl(ctx.path("samples.jsonl"), Completion) if c.id not in done]
+    with _pool(ctx) as pool, Appender(out) as f:
+        for c in todo:
+            fs = funcs[c.id.rsplit("-q", 1)[0]]
+            v = A.run_functions(pool, fs, c.completions)
+            rates = [A.pass_rate([v.results[(fn, y)] for fn in fs]) for y in c.completions]
+            f.write(Feedback(id=c.id, prompt=c.prompt, completions=c.completions, pass_rates=rates))
+    ctx.spend["scored"] = len(todo)
+
+
+def _pairs(ctx: Context) -> None:
+    rows = [json.loads(x) for x in ctx.path("feedback.jsonl").read_text().splitlines()] if ctx.path("feedback.jsonl").exists() else []
+    pairs, hist = [], {"0": 0, "(0,0.5)": 0, ">=0.5": 0}
+    for r in rows:
+        for rate in r["pass_rates"]:
+            hist["0" if rate == 0 else (">=0.5" if rate >= ctx.cfg.autoif.positive else "(0,0.5)")] += 1
+        for y_w, y_l in A.sample_pairs(list(zip(r["completions"], r["pass_rates"])), f"{ctx.seed}:{r['id']}",
+                                       ctx.cfg.autoif.positive):
+            pairs.append({"prompt": r["prompt"], "chosen": [{"role": "assistant", "content": y_w}],
+                          "rejected": [{"role": "assistant", "content": y_l}], "origin": {"kind": "autoif", "input": r["id"]}})
+    write_jsonl(ctx.path("dpo.jsonl"), pairs)
+    stats = {"method": "autoif", "pass_rates": hist, "pairs": len(pairs)}
+    for name in ("instructions", "functions", "verify", "back_translate", "queries"):
+        rec = ctx.run.manifest["stages"].get(f"iter_{ctx.t}:{name}", {})
+        stats[name] = {k: v for k, v in rec.items() if k not in ("hash", "status", "seed", "stage_seed", "started", "spend")}
+    write_text(ctx.path("stats.json"), json.dumps(stats, indent=1) + "\n")
+    ctx.spend["pairs"] = len(pairs)
+
+
+TEACHER = ("autoif.teacher",)
+METHOD = Method(
+    name="autoif",
+    roles=("actor",),
+    prologue=(PROMPTS, *eval_stages()),
+    stages=(
+        Stage("instructions", _instructions, outputs=("instructions.jsonl",), settings=("autoif",), models=("actor",)),
+        Stage("functions", _functions, inputs=("instructions.jsonl",), outputs=("functions.jsonl",), settings=("autoif",),
+              models=("actor",)),
+        Stage("verify", _verify, inputs=("functions.jsonl",), outputs=("verified.jsonl",), settings=("autoif",)),
+        Stage("back_translate", _back_translate, inputs=("verified.jsonl",), outputs=("kept.jsonl",), settings=("autoif",),
+              models=("actor",)),
+        Stage("queries", _queries, inputs=("kept.jsonl",), outputs=("queries.jsonl",), settings=("autoif",)),
+        Stage("sample", _sample, inputs=("queries.jsonl",), outputs=("samples.jsonl",), settings=("sample",),
+              models=("actor",), resumable=True),
+        Stage("feedback", _feedback, inputs=("samples.jsonl", "kept.jsonl"), outputs=("feedback.jsonl",),
+              settings=("autoif",), resumable=True),
+        Stage("pairs", _pairs, inputs=("feedback.jsonl",), outputs=("dpo.jsonl", "stats.json"), settings=("autoif",)),
+        train_stage("train_actor", "dpo", "actor", "dpo.jsonl", "train_actor", "actor"),
+        *eval_stages(),
+    ),
+)
