@@ -29,11 +29,24 @@ def test_parser_reads_the_last_final_line(prefix, verdict):
     ("Step 1 ok.\nFinal judgement: Yes", True),
     ("Final Judgment: **No**", False),
     ("I think yes, it follows.", None),
-    ("Final judgement: Yes\n...on reflection\nFinal judgement: No", False),
+    ("Final judgement: Yes\n...on reflection\nFinal judgement: No", None),  # conflicting verdicts: an abstention
+    ("Final judgement: Yes\nFinal judgement: yes.", True),
     ("", None),
+    ('The prompt asks me to end with "Final judgement: Yes" or "Final judgement: No".', None),  # echoing the template
+    ("My final judgement: yes, mostly", None),  # a phrase in a sentence, not the verdict line
+    ("**Final judgement: No**", False),
 ])
 def test_parser_cases(reply, label):
     assert parse_judgement(reply) is label
+
+
+def test_parser_is_linear_time():
+    import time
+
+    t0 = time.perf_counter()
+    assert parse_judgement("Final judgement:" + " " * 32000 + "x") is None
+    assert parse_judgement(("Final judgement: maybe\n" * 5000) + "Final judgement: No") is False
+    assert time.perf_counter() - t0 < 1.0
 
 
 def test_refinement_markers():

@@ -33,7 +33,8 @@ CHECK_MET, CHECK_NOT_MET = "met", "NOT met"
 VERDICT = "Final judgement: {verdict}"
 FALLBACK_RATIONALE = "The response does not follow every part of the instruction.\n" + VERDICT.format(verdict="No")
 
-_FINAL = re.compile(r"final\s+judge?ment\s*[:：]\s*\**\s*(yes|no)\b", re.IGNORECASE)
+_FINAL = re.compile(r"final\s+judge?ment\s*[:：][\s*]*(yes|no)\b", re.IGNORECASE)  # what the guard flags as machinery
+_VERDICT_LINE = re.compile(r"final[ \t]+judge?ment[ \t]*[:：](.*)", re.IGNORECASE)
 # the innermost span: no second opening marker between the two
 _ANSWER = re.compile(re.escape(START) + r"((?:(?!" + re.escape(START) + r").)*?)" + re.escape(END), re.DOTALL)
 
@@ -57,16 +58,25 @@ def checklist(items: list[tuple[str, bool]]) -> str:
 
 
 def parse_judgement(reply: str) -> bool | None:
-    """The verdict of the *last* 'Final judgement: Yes/No' line; None (abstention) when absent.
+    """The verdict of the reply's 'Final judgement: Yes/No' line(s); None (an abstention) when there
+    is none, or when its verdict lines disagree.
 
-    Never guesses: a reply that merely contains 'yes' somewhere is not a verdict.
+    Never guesses: only a line that is the verdict the template asks for counts (bold markers and a
+    closing full stop allowed), not a phrase inside a sentence or a quotation; it reads each line
+    once, in linear time.
     """
     if not isinstance(reply, str):
         return None
-    found = _FINAL.findall(reply)
-    if not found:
-        return None
-    return found[-1].lower() == "yes"
+    found = set()
+    for line in reply.splitlines():
+        line = line.strip().strip("*").strip()
+        m = _VERDICT_LINE.fullmatch(line)
+        if not m:
+            continue
+        word = m.group(1).strip().strip("*").strip().rstrip(".!").strip().lower()
+        if word in ("yes", "no"):
+            found.add(word == "yes")
+    return found.pop() if len(found) == 1 else None
 
 
 def refine_prefill() -> Message:
