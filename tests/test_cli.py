@@ -99,3 +99,16 @@ def test_bootstrap_refiner_and_tree_stats_commands(tmp_path):
     assert st["pairs"] == 1 and st["pairs_dropped"] == 1 and "=== pair 1" in res.output
     st = json.loads(runner.invoke(app, ["tree", "stats", str(tpath), "--prompts", str(ev), "--no-guard"]).output)
     assert st["pairs"] == 2 and st["pairs_dropped"] == 0
+
+
+@pytest.mark.parametrize("args", [
+    ["generate", "--batch-size", "-1"], ["generate", "--temperature", "nan"], ["generate", "-n", "0"],
+    ["generate", "--top-p", "1.5"], ["generate", "--max-new-tokens", "0"], ["judge", "--votes", "0"],
+    ["search", "--budget", "0"], ["search", "--min-similarity", "2"], ["eval", "ifeval", "--limit", "-1"],
+    ["serve", "--port", "0"],
+])
+def test_numeric_options_out_of_range_exit_2_before_writing(tmp_path, args):
+    out = tmp_path / "out.jsonl"
+    res = runner.invoke(app, [*args, "-o", str(out)] if args[0] in ("generate", "judge", "search") else args)
+    assert res.exit_code == 2, res.output
+    assert not out.exists()

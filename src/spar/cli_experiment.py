@@ -19,10 +19,10 @@ def interfering(
     model: Annotated[str, typer.Option("--model", "-m", help="the start of every run")] = "embedded",
     tasks: Annotated[str, typer.Option(help="letters, story, or both (comma-separated)")] = "letters,story",
     seeds: Annotated[str, typer.Option(help="comma-separated training seeds")] = "0,1,2",
-    steps: Annotated[Optional[int], typer.Option(help="DPO steps per run (default 30)")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="evaluate every this many steps (default 10)")] = None,
-    train: Annotated[Optional[int], typer.Option(help="training pairs per task (default 32)")] = None,
-    heldout: Annotated[Optional[int], typer.Option(help="held-out prompts per task (default 16)")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="DPO steps per run (default 30)")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(min=1, help="evaluate every this many steps (default 10)")] = None,
+    train: Annotated[Optional[int], typer.Option(min=1, help="training pairs per task (default 32)")] = None,
+    heldout: Annotated[Optional[int], typer.Option(min=1, help="held-out prompts per task (default 16)")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help="DPO learning rate (default 1e-5)")] = None,
 ):
     """DPO on refined pairs (chosen = the rejected answer, fixed) against interfering pairs (chosen also

@@ -14,6 +14,8 @@ Model strings pick the backend:
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -38,9 +40,9 @@ class Sampling:
     def __post_init__(self) -> None:
         if self.n < 1:
             raise DataError(f"n must be >= 1, got {self.n}")
-        if self.temperature < 0:
-            raise DataError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise DataError(f"temperature must be a number >= 0, got {self.temperature}")
+        if not (math.isfinite(self.top_p) and 0 < self.top_p <= 1):
             raise DataError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise DataError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
