@@ -135,3 +135,24 @@ def test_judge_file_resumes(tmp_path):
     got = judge_file(FakeBackend(default="Final judgement: Yes"), samples, out, cfg, chunk=4, show=False)
     assert [r.key for r in got] == [f"p{i}#{k}" for i in range(3) for k in range(2)]
     assert len(out.read_text().splitlines()) == 6
+
+
+def test_judge_file_refuses_bad_rows_before_writing_any(tmp_path):
+    from spar.io import DataError, write_jsonl
+    from spar.types import Completion
+
+    def row(i, kind="punctuation:no_comma", kwargs=None):
+        return Completion(id=f"p{i}", prompt=[Message(role="user", content="Describe tea.")], completions=["a, b"],
+                          constraints=[Constraint(kind=kind, kwargs=kwargs or {})])
+
+    cases = {
+        "appears twice": [row(0), row(1), row(0)],
+        "did you mean": [row(0), row(1), row(2, kind="punctuation:no_coma")],
+        "do not fit": [row(0), row(1), row(2, kind="length_constraints:number_words", kwargs={"relation": "sideways", "num_words": 3})],
+    }
+    for message, rows in cases.items():
+        src, out = tmp_path / "s.jsonl", tmp_path / "j.jsonl"
+        write_jsonl(src, rows)
+        with pytest.raises(DataError, match=message):
+            judge_file(None, src, out, JudgeSettings(votes=1, mode="verifier"))
+        assert not out.exists()

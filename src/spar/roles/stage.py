@@ -12,9 +12,33 @@ from spar.settings import JudgeSettings
 from spar.types import Completion, JudgedSample, Prompt
 
 
+def check_samples(path: str | Path, samples: list[Completion]) -> None:
+    """Bad input the row model cannot see, refused before the first write: a repeated id, a
+    constraint kind that has no checker (a misspelling would silently become a free constraint),
+    kwargs its checker cannot take."""
+    from spar.constraints.checkers import follows, is_verifiable, unknown_kind
+    from spar.io import DataError
+
+    seen: set[str] = set()
+    for n, s in enumerate(samples, 1):
+        if s.id in seen:
+            raise DataError(f"{path}: row {n}: id {s.id!r} appears twice")
+        seen.add(s.id)
+        for c in s.constraints:
+            if c.kind == "free":
+                continue
+            if not is_verifiable(c.kind):
+                raise DataError(f"{path}: row {n} ({s.id}): {unknown_kind(c.kind)}")
+            try:
+                follows(c.kind, c.kwargs, "x", prompt=s.prompt[-1].content if s.prompt else "")
+            except Exception as e:  # noqa: BLE001 - the checker's own complaint about its kwargs
+                raise DataError(f"{path}: row {n} ({s.id}): kwargs {c.kwargs} do not fit {c.kind}: {e}") from None
+
+
 def judge_file(backend: Backend | None, input: str | Path, output: str | Path, cfg: JudgeSettings,
                seed: int = 0, chunk: int = 8, show: bool = True) -> list[JudgedSample]:
     samples = read_jsonl(input, Completion)  # validated whole before anything is written
+    check_samples(input, samples)
     items = [(s, k, text) for s in samples for k, text in enumerate(s.completions)]
     done_rows, _ = resume(output, JudgedSample)
     done = {r.key for r in done_rows}
