@@ -142,6 +142,30 @@ def test_client_errors_are_not_retried():
         server.shutdown()
 
 
+def test_a_null_content_is_a_failure_not_an_empty_answer(monkeypatch):
+    import spar.llm.openai_backend as ob
+
+    async def no_sleep(_):
+        return None
+
+    class Null(Flaky):
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            body = {"id": "c", "object": "chat.completion", "created": 0, "model": req["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "stop"}]}
+            self._send(200, json.dumps(body).encode())
+
+    monkeypatch.setattr(ob.asyncio, "sleep", no_sleep)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Null)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", BackendOptions(timeout=2, max_retries=1))
+        with pytest.raises(BackendError, match="content: null"):
+            backend.generate([[{"role": "user", "content": "x"}]], Sampling())
+    finally:
+        server.shutdown()
+
+
 def test_api_key_is_not_in_repr(monkeypatch):
     monkeypatch.setenv("SPAR_OPENAI_API_KEY", "sk-secret-123")
     b = OpenAIBackend("http://127.0.0.1:1/v1", "m")

@@ -61,6 +61,8 @@ def generate(
     if input:
         refuse_same_path(input, output)
     prompts = read_prompts(input) if input else builtin_prompts()
+    if not prompts:
+        raise DataError(f"{input}: no prompts in the file")
     sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                         stop=tuple(stop or ()), seed=seed)
     backend = _backend(model, batch_size, device, dtype)

@@ -102,6 +102,8 @@ def read_responses(path: str | Path, prompts: Sequence[Prompt]) -> dict[str, str
         if "response" in row:
             text = row["response"]
         elif row.get("completions"):
+            if not isinstance(row["completions"], list):
+                raise DataError(f"{path}:{lineno}: 'completions' must be a list of strings")
             text = row["completions"][0]
         else:
             raise DataError(f"{path}:{lineno}: row has neither 'response' nor 'completions'")

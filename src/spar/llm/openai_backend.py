@@ -87,9 +87,9 @@ class OpenAIBackend:
                     max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None,
                     seed=sampling.seed + salt,
                 )
-                choices = [c.message.content or "" for c in resp.choices]
-                if not choices:
-                    raise openai.APIResponseValidationError(response=None, body=None, message="no choices")  # type: ignore[arg-type]
+                choices = [c.message.content for c in resp.choices]
+                if not choices or any(not isinstance(c, str) for c in choices):  # none, or content: null
+                    raise ValueError("no choices, or a choice with no text (content: null)")
                 ntok = resp.usage.completion_tokens if resp.usage else 0
                 self.usage.prompt_tokens += (resp.usage.prompt_tokens or 0) if resp.usage else 0
                 return choices, ntok

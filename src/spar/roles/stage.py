@@ -19,6 +19,8 @@ def check_samples(path: str | Path, samples: list[Completion]) -> None:
     from spar.constraints.checkers import follows, is_verifiable, unknown_kind
     from spar.io import DataError
 
+    if not samples:
+        raise DataError(f"{path}: no samples in the file")
     seen: set[str] = set()
     for n, s in enumerate(samples, 1):
         if s.id in seen:
