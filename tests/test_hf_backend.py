@@ -130,3 +130,27 @@ def test_bf16_shares_each_prompt_between_its_samples():
     assert any(shared) and not all(shared)  # prefill: plain SDPA; decode: the shared prefix
     assert [len(x) for x in out] == [2, 2] and out[0][0] == out[0][1]  # greedy: both samples alike
     assert "bonjour" in out[0][0].lower() and "fruit" in out[1][0].lower()  # broken attention babbles
+
+
+def test_requests_beyond_the_context_or_the_memory_bound_are_refused_up_front(embedded):
+    from spar.llm import BackendError
+
+    chat = [{"role": "user", "content": "hi"}]
+    before = embedded.usage.prompt_tokens
+    with pytest.raises(BackendError, match="exceeds the model's context of 8192"):
+        embedded.generate([chat], Sampling(max_new_tokens=1_000_000))
+    with pytest.raises(BackendError, match="GiB of KV cache"):
+        embedded.generate([chat], Sampling(n=1000, max_new_tokens=8000, temperature=1.0))
+    assert embedded.usage.prompt_tokens == before  # refused before anything ran
+
+
+def test_serve_answers_400_to_a_request_the_model_cannot_take(embedded):
+    from fastapi.testclient import TestClient
+
+    from spar.serve import build_app
+
+    client = TestClient(build_app(embedded, "embedded"))
+    r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**9})
+    assert r.status_code == 400 and "context" in r.json()["detail"]
+    r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    assert r.status_code == 200

@@ -63,7 +63,15 @@ def build_app(backend: Backend, model_name: str, default_max_tokens: int = 512) 
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest) -> dict[str, Any]:
-        texts, ntok = await run_in_threadpool(_run, req)
+        from fastapi import HTTPException
+
+        from spar.io import DataError
+        from spar.llm import BackendError
+
+        try:
+            texts, ntok = await run_in_threadpool(_run, req)
+        except (BackendError, DataError) as e:  # a request the model cannot take: the client's to fix
+            raise HTTPException(status_code=400, detail=str(e)) from None
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",

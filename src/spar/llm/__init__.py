@@ -113,6 +113,15 @@ class Metered:
                 "prompt_tokens": getattr(usage, "prompt_tokens", 0) if usage is not None else 0}
 
 
+def _half_the_memory() -> int:
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not Linux
+        return 8 << 30
+
+
 @dataclass
 class BackendOptions:
     batch_size: int = 8
@@ -121,6 +130,7 @@ class BackendOptions:
     concurrency: int = 16  # openai backend: requests in flight
     timeout: float = 120.0  # openai backend: seconds per request
     max_retries: int = 6
+    max_kv_bytes: int = field(default_factory=lambda: _half_the_memory())  # hf backend: KV cache of one request at most
     extra: dict[str, Any] = field(default_factory=dict)
 
 

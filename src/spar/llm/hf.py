@@ -251,6 +251,7 @@ class HFBackend:
     @torch.inference_mode()
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]:
         encoded = [self.encode(r) for r in requests]
+        self.check_bounds(encoded, sampling)
         self.usage.prompt_tokens += sum(map(len, encoded))
         order = batch_order(encoded)
         # Each batch row becomes n rows after the prefill, so keep rows*n near the batch size.
@@ -265,6 +266,26 @@ class HFBackend:
             if on_batch:
                 on_batch(len(idx), ntok)
         return results
+
+    def kv_bytes_per_token(self) -> int:
+        c = self.model.config
+        heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        return 2 * c.num_hidden_layers * heads * head_dim * torch.finfo(self.model.dtype).bits // 8
+
+    def check_bounds(self, encoded: list[list[int]], sampling: Sampling) -> None:
+        """Refuse, before anything is allocated, a request longer than the model's context or one
+        whose KV cache would not fit in memory (the cache reserves room for every token asked for)."""
+        ctx = getattr(self.model.config, "max_position_embeddings", None)
+        longest = max(map(len, encoded), default=0)
+        if ctx and longest + sampling.max_new_tokens > ctx:
+            raise BackendError(f"a request of {longest} prompt tokens with max_new_tokens {sampling.max_new_tokens} "
+                               f"exceeds the model's context of {ctx} tokens")
+        need = sampling.n * (longest + sampling.max_new_tokens) * self.kv_bytes_per_token()
+        if need > self.options.max_kv_bytes:
+            raise BackendError(f"one request would need {need / 2**30:.1f} GiB of KV cache ({sampling.n} samples x "
+                               f"{longest + sampling.max_new_tokens} tokens); the bound is {self.options.max_kv_bytes / 2**30:.1f} GiB "
+                               "(BackendOptions.max_kv_bytes)")
 
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max((len(x) for x in seqs), default=0)
