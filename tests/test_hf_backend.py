@@ -154,3 +154,15 @@ def test_serve_answers_400_to_a_request_the_model_cannot_take(embedded):
     assert r.status_code == 400 and "context" in r.json()["detail"]
     r = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
     assert r.status_code == 200
+
+
+def test_serve_validates_roles_stop_strings_and_seeds(embedded):
+    from fastapi.testclient import TestClient
+
+    from spar.serve import build_app
+
+    client = TestClient(build_app(embedded, "embedded"))
+    msg = [{"role": "user", "content": "hi"}]
+    for bad in ({"messages": [{"role": "wizard", "content": "hi"}]}, {"messages": msg, "stop": ""},
+                {"messages": msg, "stop": ["ok", ""]}, {"messages": msg, "seed": 2**70}):
+        assert client.post("/v1/chat/completions", json={"max_tokens": 4, **bad}).status_code == 422, bad

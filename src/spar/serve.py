@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,7 +19,7 @@ from spar.llm import Backend, Sampling
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    role: str
+    role: Literal["system", "user", "assistant"]
     content: str
 
 
@@ -32,8 +32,8 @@ class ChatRequest(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: Annotated[str, Field(min_length=1)] | list[Annotated[str, Field(min_length=1)]] | None = None  # "" would stop at once
+    seed: int | None = Field(None, ge=0, lt=2**63)
     continue_final_message: bool = False  # accepted for vLLM compatibility: a final assistant turn is always continued
     add_generation_prompt: bool = True
 
