@@ -170,3 +170,52 @@ def test_api_key_is_not_in_repr(monkeypatch):
     monkeypatch.setenv("SPAR_OPENAI_API_KEY", "sk-secret-123")
     b = OpenAIBackend("http://127.0.0.1:1/v1", "m")
     assert "sk-secret" not in repr(b) and "sk-secret" not in b.name
+
+
+def test_retry_after_is_honoured(monkeypatch):
+    import spar.llm.openai_backend as ob
+
+    waits = []
+
+    async def record(s):
+        waits.append(s)
+
+    class Busy(Flaky):
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            with self.lock:
+                k = self.tries["busy"] = self.tries.get("busy", 0) + 1
+            if k == 1:
+                self.send_response(429)
+                body = b'{"error": {"message": "slow down"}}'
+                self.send_header("Retry-After", "5")
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            body = {"id": "c", "object": "chat.completion", "created": 0, "model": req["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]}
+            self._send(200, json.dumps(body).encode())
+
+    monkeypatch.setattr(ob.asyncio, "sleep", record)
+    Flaky.tries.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", BackendOptions(timeout=2))
+        assert backend.generate([[{"role": "user", "content": "x"}]], Sampling()) == [["ok"]]
+    finally:
+        server.shutdown()
+    assert waits and waits[0] >= 5.0
+
+
+def test_timeout_and_retries_from_the_command_line():
+    from typer.testing import CliRunner
+
+    from spar.cli import app
+    from spar.cli_common import REMOTE
+
+    res = CliRunner().invoke(app, ["--timeout", "7", "--retries", "2", "sandbox", "--help"])
+    assert res.exit_code == 0 and REMOTE == {"timeout": 7.0, "max_retries": 2}
+    REMOTE.update(timeout=120.0, max_retries=6)

@@ -27,6 +27,16 @@ app = typer.Typer(
 )
 
 
+@app.callback()
+def _options(
+    timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request to an openai: model before it is retried")] = 120.0,
+    retries: Annotated[int, typer.Option(min=0, help="retries of a failed request to an openai: model")] = 6,
+):
+    from spar.cli_common import REMOTE
+
+    REMOTE.update(timeout=timeout, max_retries=retries)
+
+
 def builtin_prompts():  # a few examples for `spar generate` without --input
     from importlib.resources import files
 

@@ -52,8 +52,11 @@ def friendly(fn):
     return wrapper
 
 
+REMOTE = {"timeout": 120.0, "max_retries": 6}  # for openai: models; `spar --timeout S --retries N` sets them
+
+
 def _backend(model: str, batch_size: int = 8, device: Optional[str] = None, dtype: Optional[str] = None):
     from spar.llm import BackendOptions, load_backend
 
-    return load_backend(model, BackendOptions(batch_size=batch_size, device=device, dtype=dtype))
+    return load_backend(model, BackendOptions(batch_size=batch_size, device=device, dtype=dtype, **REMOTE))
 

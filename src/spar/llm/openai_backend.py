@@ -27,6 +27,16 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return base_url, model
 
 
+def _retry_after(error: Exception) -> float | None:
+    """Seconds from a Retry-After header of the error's response (a number of seconds), if any."""
+    headers = getattr(getattr(error, "response", None), "headers", None) or {}
+    try:
+        value = float(headers.get("retry-after", ""))
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
+
+
 class OpenAIBackend:
     def __init__(self, base_url: str, model: str, options: BackendOptions | None = None):
         self.options = options or BackendOptions()
@@ -98,8 +108,13 @@ class OpenAIBackend:
                 if status is not None and status < 500 and status != 429:
                     raise BackendError(f"{self.base_url}: {status} {e}") from None
                 if attempt == self.options.max_retries:
-                    raise BackendError(f"{self.base_url}: gave up after {attempt + 1} tries: {type(e).__name__}: {e}") from None
-                await asyncio.sleep(delay * (1 + random.random()))
+                    raise BackendError(f"{self.base_url}: request {salt} of the batch: gave up after {attempt + 1} tries: "
+                                       f"{type(e).__name__}: {e}") from None
+                wait = delay * (1 + random.random())
+                asked = _retry_after(e)
+                if asked is not None:  # the server said how long to wait (429/503): at least that, up to a minute
+                    wait = max(wait, min(asked, 60.0))
+                await asyncio.sleep(wait)
                 delay = min(delay * 2, 30.0)
             except openai.APIStatusError as e:
                 raise BackendError(f"{self.base_url}: {e.status_code} {e.message}") from None
