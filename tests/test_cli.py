@@ -3,6 +3,9 @@ import subprocess
 import sys
 import time
 
+import os
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -112,3 +115,28 @@ def test_numeric_options_out_of_range_exit_2_before_writing(tmp_path, args):
     res = runner.invoke(app, [*args, "-o", str(out)] if args[0] in ("generate", "judge", "search") else args)
     assert res.exit_code == 2, res.output
     assert not out.exists()
+
+
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "smollm2-135m" / "demo.yaml"
+
+
+def test_os_refusals_and_bad_bytes_are_one_line_errors(tmp_path):
+    good = tmp_path / "p.jsonl"
+    good.write_text('{"id": "a", "prompt": "Say hi."}\n')
+    bad_utf8 = tmp_path / "bad.jsonl"
+    bad_utf8.write_bytes(b'{"id": "a", "prompt": "Say hi."}\n{"id": "b", "prompt": "\xff\xfe"}\n')
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    cases = [
+        (["generate", "-i", str(tmp_path), "-o", str(tmp_path / "o.jsonl")], "a directory"),
+        (["generate", "-i", str(bad_utf8), "-o", str(tmp_path / "o.jsonl")], "bad.jsonl:2: not UTF-8"),
+        (["iterate", "--config", str(tmp_path)], "not a directory"),
+        (["iterate", "--config", str(RECIPE), "--set", "seed.x=1", "--until", "prompts", "--run-dir", str(tmp_path / "r")],
+         "seed is not a section"),
+    ]
+    if os.geteuid() != 0:  # root writes into read-only directories anyway
+        cases.append((["prompts", "build", "--out", str(ro / "x.jsonl"), "--count", "2"], "ermission"))
+    for args, part in cases:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and part in res.output and "Traceback" not in res.output, (args, res.output)

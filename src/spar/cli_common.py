@@ -31,7 +31,8 @@ def friendly(fn):
         from spar.llm import BackendError
         from spar.pipeline import StageFailed
 
-        user = (DataError, BackendError, FileNotFoundError)
+        # the OS's refusals name their file: a directory where a file was meant, no permission, ...
+        user = (DataError, BackendError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
         try:
             return fn(*args, **kwargs)
         except user as e:

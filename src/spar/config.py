@@ -61,8 +61,8 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
-        if not path.exists():
-            raise DataError(f"{path}: no such recipe")
+        if not path.is_file():
+            raise DataError(f"{path}: no such recipe" if not path.exists() else f"{path}: a recipe is a YAML file, not a directory")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
@@ -74,8 +74,10 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     for key, value in (overrides or {}).items():
         node = data
         *parents, last = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
+        for i, p in enumerate(parents):
+            node = node.setdefault(p, {}) if isinstance(node, dict) else None
+            if not isinstance(node, dict):
+                raise DataError(f"--set {key}: {'.'.join(parents[:i + 1])} is not a section of settings")
         node[last] = value
     try:
         cfg = RunConfig.model_validate(data)
