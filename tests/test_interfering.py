@@ -33,6 +33,7 @@ def test_story_pairs_differ_as_described():
         assert it["rejected"] in (f"{mid} {last}", f"{first} {mid}")  # exactly one frame sentence missing
         assert it["interfering"].startswith(first) and it["interfering"].endswith(last) and mid not in it["interfering"]
         assert I.story_ok(it, it["refined"]) and I.story_ok(it, it["interfering"]) and not I.story_ok(it, it["rejected"])
+        assert not I.story_ok(it, f"{first} {last}")  # the two sentences alone are not a story of three to five
     assert I.story_overlap(items[:1], [items[0]["refined"]]) == 1.0
     assert I.story_overlap(items[:1], [items[0]["interfering"]]) < 0.7
     assert I.middle_of("The fox ran. It hid under a log. Then it sl", "The fox ran.", "End.") == "It hid under a log."

@@ -137,9 +137,20 @@ def story_items(frames: list[dict], middles: list[str], seed: int) -> list[dict]
     return out
 
 
-def story_ok(item: dict, response: str) -> bool:
+def story_framed(item: dict, response: str) -> bool:
+    """The first and last sentences in place, however long the answer (reported beside accuracy)."""
     text = response.strip().strip('"').strip()
     return text.startswith(item["first"]) and text.rstrip('"').rstrip().endswith(item["last"])
+
+
+def sentences(text: str) -> int:
+    return len(re.findall(r"[^.!?]*[A-Za-z][^.!?]*[.!?]+", text))
+
+
+def story_ok(item: dict, response: str) -> bool:
+    """The given first and last sentences, and three to five sentences in all (as the prompt asks:
+    the two sentences alone are not a story)."""
+    return story_framed(item, response) and 3 <= sentences(response.strip().strip('"')) <= 5
 
 
 def story_overlap(items: list[dict], responses: list[str]) -> float:
@@ -279,14 +290,15 @@ def summary(points: list[dict]) -> dict[str, Any]:
     for p in points:
         t = out.setdefault(p["task"], {"base": None, "refined": {}, "interfering": {}})
         if p["kind"] == "base":
-            t["base"] = {"accuracy": p["accuracy"], "factor": p["factor"]}
+            t["base"] = {m: p[m] for m in ("accuracy", "factor", "framed", "sentences") if m in p}
         else:
             t[p["kind"]].setdefault(p["step"], []).append(p)
     for t in out.values():
         for kind in KINDS:
             t[kind] = {step: {m: {"mean": round(statistics.fmean(x[m] for x in ps), 4),
                                   "sd": round(statistics.pstdev([x[m] for x in ps]), 4), "n": len(ps)}
-                              for m in ("accuracy", "factor")} for step, ps in sorted(t[kind].items())}
+                              for m in ("accuracy", "factor", "framed", "sentences") if m in ps[0]}
+                       for step, ps in sorted(t[kind].items())}
     return out
 
 
@@ -320,11 +332,28 @@ def plot(summ: dict, task: str, path: Path) -> None:
     plt.close(fig)
 
 
+def rescore(out_dir: Path, points: list[dict]) -> list[dict]:
+    """Accuracy and factor from the stored responses by the current checkers (so a corrected checker
+    rescores a finished run without training again)."""
+    items = {t: json.loads((out_dir / f"{t}.items.json").read_text())["heldout"] for t in {p["task"] for p in points}}
+    out = []
+    for p in points:
+        held = items[p["task"]]
+        acc = sum(CHECK[p["task"]](it, r) for it, r in zip(held, p["responses"])) / len(held)
+        extra = {}
+        if p["task"] == "story":
+            extra["framed"] = round(sum(story_framed(it, r) for it, r in zip(held, p["responses"])) / len(held), 4)
+            extra["sentences"] = round(statistics.fmean(sentences(r) for r in p["responses"]), 2)
+        out.append({**p, "accuracy": round(acc, 4), "factor": round(factor(p["task"], held, p["responses"]), 4), **extra})
+    return out
+
+
 def write_outputs(out_dir: Path, points: list[dict], s: InterferingSettings) -> dict[str, Any]:
     """summary.json, one PNG per task and report.html in ``out_dir``."""
     import base64
     import html
 
+    points = rescore(out_dir, points)
     summ = summary(points)
     (out_dir / "summary.json").write_text(json.dumps(summ, indent=1) + "\n")
     parts = ["<!doctype html><meta charset='utf-8'><title>interfering factors</title>"
@@ -347,5 +376,11 @@ def write_outputs(out_dir: Path, points: list[dict], s: InterferingSettings) -> 
                                    f"{t[kind][last]['accuracy']['sd']:.3f}</td><td>{t[kind][last]['factor']['mean']:.3f} ± "
                                    f"{t[kind][last]['factor']['sd']:.3f}</td></tr>" for kind in KINDS if last in t[kind])
                          + "</table>")
+            if "framed" in t["refined"].get(last, {}):
+                parts.append("<p>Story answers with both given sentences in place (however long), and their mean number "
+                             "of sentences: " + "; ".join(
+                                 f"{k} {t[k][last]['framed']['mean']:.3f} framed, {t[k][last]['sentences']['mean']:.1f} sentences"
+                                 for k in KINDS if last in t[k]) + f"; base {t['base'].get('framed', 0):.3f} framed, "
+                             f"{t['base'].get('sentences', 0):.1f} sentences.</p>")
     (out_dir / "report.html").write_text("\n".join(parts))
     return summ
