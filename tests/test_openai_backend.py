@@ -219,3 +219,37 @@ def test_timeout_and_retries_from_the_command_line():
     res = CliRunner().invoke(app, ["--timeout", "7", "--retries", "2", "sandbox", "--help"])
     assert res.exit_code == 0 and REMOTE == {"timeout": 7.0, "max_retries": 2}
     REMOTE.update(timeout=120.0, max_retries=6)
+
+
+def test_a_request_that_fails_for_good_keeps_the_others_answers(tmp_path, monkeypatch):
+    import spar.llm.openai_backend as ob
+    from spar.generate import generate_file
+    from spar.io import read_jsonl
+    from spar.llm import PartialFailure
+    from spar.types import Completion, Message, Prompt
+
+    async def no_sleep(_):
+        return None
+
+    class OneBad(Flaky):
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            text = req["messages"][-1]["content"]
+            if text == "q2":
+                return self._send(500, b'{"error": {"message": "always broken"}}')
+            body = {"id": "c", "object": "chat.completion", "created": 0, "model": req["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": f"echo:{text}"}, "finish_reason": "stop"}]}
+            self._send(200, json.dumps(body).encode())
+
+    monkeypatch.setattr(ob.asyncio, "sleep", no_sleep)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OneBad)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "out.jsonl"
+    try:
+        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", "m", BackendOptions(timeout=2, max_retries=1))
+        prompts = [Prompt(id=f"p{i}", messages=[Message(role="user", content=f"q{i}")]) for i in range(4)]
+        with pytest.raises(PartialFailure, match="1 of 4 requests failed; the first: .*request 2"):
+            generate_file(backend, prompts, out, Sampling(), chunk=4, show=False)
+    finally:
+        server.shutdown()
+    assert sorted(r.id for r in read_jsonl(out, Completion)) == ["p0", "p1", "p3"]  # kept; a rerun asks only for p2

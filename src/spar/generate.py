@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spar.io import Appender, resume
-from spar.llm import Backend, Sampling
+from spar.llm import Backend, PartialFailure, Sampling
 from spar.progress import token_bar
 from spar.types import Completion, Prompt
 
@@ -23,7 +23,15 @@ def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Pat
     with Appender(output) as out, token_bar("generate", len(prompts), len(prompts) - len(todo), show) as (tick, advance):
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
-            texts = backend.generate([p.messages for p in part], sampling, on_batch=tick)
+            try:
+                texts = backend.generate([p.messages for p in part], sampling, on_batch=tick)
+            except PartialFailure as e:  # keep the finished answers, then report the failure
+                for p, t in zip(part, e.results):
+                    if t is not None:
+                        row = Completion(id=p.id, prompt=p.messages, completions=t, constraints=p.constraints)
+                        out.write(row)
+                        done_rows.append(row)
+                raise
             for p, t in zip(part, texts):
                 row = Completion(id=p.id, prompt=p.messages, completions=t, constraints=p.constraints)
                 out.write(row)

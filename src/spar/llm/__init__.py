@@ -62,6 +62,15 @@ class BackendError(RuntimeError):
     """A backend that cannot be built or cannot answer; the message says what to do."""
 
 
+class PartialFailure(BackendError):
+    """Some requests of a batch failed for good; ``results`` holds the others' answers (None where
+    one failed), so that a caller can keep what was finished before it reports the failure."""
+
+    def __init__(self, message: str, results: list):
+        super().__init__(message)
+        self.results = results
+
+
 def as_dicts(chat: ChatLike) -> list[dict[str, str]]:
     out = []
     for m in chat:

@@ -15,7 +15,7 @@ import random
 import types
 from collections.abc import Sequence
 
-from spar.llm import BackendError, BackendOptions, ChatLike, OnBatch, Sampling, as_dicts
+from spar.llm import BackendError, BackendOptions, ChatLike, OnBatch, PartialFailure, Sampling, as_dicts
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -76,9 +76,17 @@ class OpenAIBackend:
                 return texts[: sampling.n]
 
         try:
-            return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
+            got = await asyncio.gather(*(one(i, r) for i, r in enumerate(requests)), return_exceptions=True)
         finally:
             await client.close()
+        failed = [(i, g) for i, g in enumerate(got) if isinstance(g, BaseException)]
+        if failed:
+            for _, g in failed:
+                if not isinstance(g, BackendError):
+                    raise g
+            raise PartialFailure(f"{len(failed)} of {len(got)} requests failed; the first: {failed[0][1]}",
+                                 [None if isinstance(g, BaseException) else g for g in got])
+        return list(got)
 
     async def _call(self, client, messages, sampling: Sampling, n: int, salt: int) -> tuple[list[str], int]:
         import openai
