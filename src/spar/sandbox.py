@@ -64,31 +64,37 @@ def _unshare() -> str | None:
 
 
 def _keep() -> list[str]:
-    """What Python needs that lies under the home directory (hidden in the sandbox): rebound read-only."""
-    home = Path.home().resolve()
+    """What Python needs (its installation, the environment, the worker) that lies where the sandbox
+    puts a tmpfs (under the home directory or a world-writable directory): bound back read-only."""
+    covered = [Path.home().resolve(), *(Path(d).resolve() for d in SCRATCH if Path(d).is_dir())]
     paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), WORKER.parent.resolve()}
-    return sorted(str(p) for p in paths if p == home or home in p.parents)
+    return sorted(str(p) for p in paths if any(p == c or c in p.parents for c in covered))
 
 
 def _q(s: str) -> str:
     return "'" + s.replace("'", "'\\''") + "'"
 
 
+STAGE = "/dev/shm"  # where what is kept waits while /tmp and the home directory are covered
+
+
 def _script(cmd: list[str], limits: Limits) -> str:
     """The shell that prepares the sandbox's mount namespace: a private tmpfs /tmp, the home
-    directory hidden (but for what Python needs, bound back), every other mount read-only, tmpfs
+    directory hidden, what Python needs bound back read-only, every other mount read-only, tmpfs
     over the other world-writable places; then runs ``cmd``. Any step that fails stops it:
     isolation is all or nothing."""
     home = str(Path.home().resolve())
-    lines = ["set -e", f"mount -t tmpfs -o size={limits.disk_bytes},mode=1777 none /tmp"]
     keep = _keep()
-    for i, k in enumerate(keep):
-        lines.append(f"mkdir -p /tmp/.keep/{i} && mount --rbind {_q(k)} /tmp/.keep/{i}")
+    lines = ["set -e"]
+    if keep:
+        lines.append(f"mount -t tmpfs -o size=1m,mode=755 none {STAGE}")
+        lines += [f"mkdir -p {STAGE}/.keep/{i} && mount --rbind {_q(k)} {STAGE}/.keep/{i}" for i, k in enumerate(keep)]
+    lines.append(f"mount -t tmpfs -o size={limits.disk_bytes},mode=1777 none /tmp")
     lines.append(f"mount -t tmpfs -o size=1m,mode=755 none {_q(home)}")
-    for i, k in enumerate(keep):
-        lines.append(f"mkdir -p {_q(k)} && mount --rbind /tmp/.keep/{i} {_q(k)}")
+    lines += [f"mkdir -p {_q(k)} && mount --rbind {STAGE}/.keep/{i} {_q(k)}" for i, k in enumerate(keep)]
     lines.append("for mp in $(awk '{print $2}' /proc/self/mounts | sort -u); do case \"$mp\" in /proc|/proc/*|/sys|/sys/*|"
-                 f"/tmp|/tmp/*|{home}) continue;; esac; mount -o remount,bind,ro \"$mp\"; done")
+                 f"/tmp|/tmp/*|{STAGE}|{STAGE}/*|{home}) continue;; esac; mount -o remount,bind,ro \"$mp\"; done")
+    lines += [f"mount -o remount,bind,ro {_q(k)}" for k in keep]
     for d in SCRATCH[1:]:
         lines.append(f"if [ -d {d} ] && [ ! -L {d} ]; then mount -t tmpfs -o size={limits.disk_bytes},mode=1777 none {d}; fi")
     lines.append("cd /tmp && exec " + " ".join(_q(c) for c in cmd))
