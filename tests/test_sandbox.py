@@ -129,6 +129,8 @@ def test_a_hostile_verifier_is_contained(name, env):
 
 
 def test_good_calls_come_back_in_order_with_their_values():
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine: `spar sandbox check` says why")
     code = "def double(x):\n    return {'twice': x * 2}\n"
     with Pool(workers=2, limits=Limits(wall_seconds=2.0)) as pool:
         out = pool.run([(code, "double", [i]) for i in range(20)])
