@@ -37,6 +37,17 @@ JUDGE = Stage("judge", _judge, inputs=("samples.jsonl",), outputs=("judgments.js
               models=("refiner",), resumable=True)
 
 
+def _negatives(ctx: Context) -> None:
+    rows = S.run_negatives(ctx.cfg.negatives, ctx.path("prompts.jsonl"), ctx.path("judgments.jsonl"),
+                           ctx.path("negatives.jsonl"), ctx.seed)
+    ctx.spend["negatives"] = len(rows)
+    ctx.run.summary[f"iter_{ctx.t}.negatives"] = len(rows)
+
+
+NEGATIVES = Stage("negatives", _negatives, inputs=("prompts.jsonl", "judgments.jsonl"), outputs=("negatives.jsonl",),
+                  settings=("negatives",))
+
+
 def train_stage(name: str, kind: str, role: str, data: str, section: str, out: str) -> Stage:
     """SFT or DPO of ``role``'s current model on the iteration's ``data`` file, settings from ``section``."""
 

@@ -40,7 +40,7 @@ def run_reward(backend: Backend | None, mode: str, s: RewardSettings, prompts: P
             else:
                 replies = backend.generate([reward_chat(by_id[i].text, t) for i, _, t in part], sampling, on_batch=tick)
             for (i, k, text), reps in zip(part, replies):
-                checked = R.verifier_score(by_id[i], text)
+                checked = R.verifier_score(by_id[i], text) if mode != "llm" else None
                 if mode == "verifier":
                     row = Scored(id=i, index=k, response=text, scores=[checked], score=checked, by="verifier")
                 else:

@@ -13,16 +13,10 @@ import json
 from spar import stages as S
 from spar.io import read_jsonl, read_prompts, write_jsonl, write_text
 from spar.methods.base import Context, Method, Stage
-from spar.methods.common import JUDGE, PROMPTS, SAMPLE, eval_stages, train_stage
+from spar.methods.common import JUDGE, NEGATIVES, PROMPTS, SAMPLE, eval_stages, train_stage
 from spar.progress import console
 from spar.roles.templates import refine_chat
 from spar.types import JudgedSample, Tree
-
-
-def _negatives(ctx: Context) -> None:
-    rows = S.run_negatives(ctx.cfg.negatives, ctx.path("prompts.jsonl"), ctx.path("judgments.jsonl"),
-                           ctx.path("negatives.jsonl"), ctx.seed)
-    ctx.spend["negatives"] = len(rows)
 
 
 def one_refinement(search):
@@ -90,8 +84,7 @@ METHOD = Method(
     stages=(
         SAMPLE,
         JUDGE,
-        Stage("negatives", _negatives, inputs=("prompts.jsonl", "judgments.jsonl"), outputs=("negatives.jsonl",),
-              settings=("negatives",)),
+        NEGATIVES,
         Stage("refine", _refine, inputs=("negatives.jsonl",), outputs=("trees.jsonl",), settings=("search", "judge"),
               models=("actor",), resumable=True),
         Stage("targets", _targets, inputs=("prompts.jsonl", "trees.jsonl", "judgments.jsonl"), outputs=("sft.jsonl", "stats.json"),

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from spar import stages as S
 from spar.io import read_jsonl, write_jsonl
-from spar.methods.common import JUDGE, PROMPTS, SAMPLE, eval_stages, train_stage
+from spar.methods.common import JUDGE, NEGATIVES, PROMPTS, SAMPLE, eval_stages, train_stage
 from spar.methods.base import Context, Method, Stage
 from spar.progress import console
 
@@ -45,13 +45,6 @@ def _bootstrap_data(ctx: Context) -> None:
         out = B.sft_rows(train)
     write_jsonl(ctx.path("bootstrap.jsonl"), out)
     ctx.spend["rows"] = len(out)
-
-
-def _negatives(ctx: Context) -> None:
-    rows = S.run_negatives(ctx.cfg.negatives, ctx.path("prompts.jsonl"), ctx.path("judgments.jsonl"),
-                           ctx.path("negatives.jsonl"), ctx.seed)
-    ctx.spend["negatives"] = len(rows)
-    ctx.run.summary[f"iter_{ctx.t}.negatives"] = len(rows)
 
 
 def _search(ctx: Context) -> None:
@@ -91,8 +84,7 @@ METHOD = Method(
     stages=(
         SAMPLE,
         JUDGE,
-        Stage("negatives", _negatives, inputs=("prompts.jsonl", "judgments.jsonl"), outputs=("negatives.jsonl",),
-              settings=("negatives",)),
+        NEGATIVES,
         Stage("search", _search, inputs=("negatives.jsonl",), outputs=("trees.jsonl",), settings=("search", "judge"),
               models=("refiner",), resumable=True),
         Stage("data", _data, inputs=("prompts.jsonl", "trees.jsonl", "judgments.jsonl"),
