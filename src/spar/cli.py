@@ -335,7 +335,10 @@ def _overrides(values: Optional[list[str]]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise DataError(f"--set takes KEY=VALUE (e.g. search.budget=6), got {item!r}")
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise DataError(f"--set {key}: {raw!r} is not a YAML value ({getattr(e, 'problem', e)})") from None
         if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
             try:
                 value = float(value)

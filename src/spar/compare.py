@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from spar.io import DataError
+from spar.io import DataError, read_json
 
 BENCHES = ("ifeval", "heldout")
 METRICS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
@@ -50,7 +50,7 @@ def load_run(run: Path) -> dict[str, Any]:
     if not (run / "config.yaml").exists():
         raise DataError(f"{run}: not a run directory (no config.yaml)")
     cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
-    manifest = json.loads((run / "manifest.json").read_text()) if (run / "manifest.json").exists() else {"stages": {}}
+    manifest = read_json(run / "manifest.json") if (run / "manifest.json").exists() else {"stages": {}}
     out: dict[str, Any] = {"run": str(run), "method": cfg.get("method", "spar"), "model": cfg.get("model"),
                            "judge": (cfg.get("judge") or {}).get("mode"), "dtype": cfg.get("dtype"),
                            "eval_tokens": (cfg.get("eval") or {}).get("max_new_tokens"), "iterations": {}}
@@ -59,7 +59,7 @@ def load_run(run: Path) -> dict[str, Any]:
         it: dict[str, Any] = {}
         for bench in BENCHES:
             if (d / "eval" / f"{bench}.json").exists():
-                it[bench] = json.loads((d / "eval" / f"{bench}.json").read_text())
+                it[bench] = read_json(d / "eval" / f"{bench}.json")
                 it[bench + "_outcomes"] = {r["id"]: r["follows_strict"] for r in _jsonl(d / "eval" / f"{bench}.outcomes.jsonl")}
         rows = _jsonl(d / "dpo.jsonl") or _jsonl(d / "sft.jsonl")
         if rows:
@@ -67,7 +67,7 @@ def load_run(run: Path) -> dict[str, Any]:
             sims = [r["origin"]["similarity"] for r in rows if "similarity" in (r.get("origin") or {})]
             it["pair_similarity"] = round(sum(sims) / len(sims), 4) if sims else None
         if (d / "stats.json").exists():
-            st = json.loads((d / "stats.json").read_text())
+            st = read_json(d / "stats.json")
             it["independent_similarity"] = st.get("independent_pair_similarity")
         if it:
             out["iterations"][t] = it

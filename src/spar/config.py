@@ -72,12 +72,15 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         if not isinstance(data, dict):
             raise DataError(f"{path}:1: a recipe is a mapping of settings")
     for key, value in (overrides or {}).items():
-        node = data
+        node, model = data, RunConfig
         *parents, last = key.split(".")
         for i, p in enumerate(parents):
+            field = model.model_fields.get(p) if model is not None else None
+            section = _section_model(field.annotation) if field is not None else None
             node = node.setdefault(p, {}) if isinstance(node, dict) else None
-            if not isinstance(node, dict):
+            if not isinstance(node, dict) or (model is not None and section is None):
                 raise DataError(f"--set {key}: {'.'.join(parents[:i + 1])} is not a section of settings")
+            model = section if isinstance(section, type) else None
         node[last] = value
     try:
         cfg = RunConfig.model_validate(data)
@@ -88,6 +91,22 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
         where = f"{path}:{line}" if line else str(path or "config")
         raise DataError(f"{where}: {loc}: {err['msg']}") from None
     return cfg
+
+
+def _section_model(annotation: Any):
+    """The settings class of a section field (``Optional`` unwrapped), True for a free-form mapping,
+    None for a value."""
+    import typing
+
+    from pydantic import BaseModel
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    for a in args:
+        if isinstance(a, type) and issubclass(a, BaseModel):
+            return a
+        if a is dict or typing.get_origin(a) is dict:
+            return True
+    return None
 
 
 def _line_of(path: Path, key: str) -> int | None:

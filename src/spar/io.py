@@ -91,8 +91,29 @@ def prompt_from_row(obj: dict[str, Any]) -> Prompt:
         obj["messages"] = [{"role": "user", "content": text}]
     if "id" not in obj:
         raise ValueError("missing 'id'")
+    if not isinstance(obj["id"], (str, int)) or isinstance(obj["id"], bool) or obj["id"] == "":
+        raise ValueError(f"'id' must be a non-empty string or an integer, got {json.dumps(obj['id'])}")
     obj = {**obj, "id": str(obj["id"])}
     return Prompt.model_validate(obj)
+
+
+def read_json(path: str | Path) -> Any:
+    """A whole JSON file (a manifest, scores, stats); a broken one is bad input naming its line."""
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+
+
+def row_lines(path: str | Path) -> list[int]:
+    """The line number of each row of a JSONL file (blank lines are not rows), for messages about
+    rows that were read whole before they were checked."""
+    return [lineno for lineno, _ in iter_json_lines(path)]
 
 
 def read_prompts(path: str | Path) -> list[Prompt]:

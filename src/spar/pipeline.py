@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from spar.config import RunConfig, dump_config
-from spar.io import DataError, write_text
+from spar.io import DataError, read_json, write_text
 from spar.llm import Backend, BackendOptions, Metered, load_backend
 from spar.methods.base import Context, Method, Stage  # noqa: F401  (re-exported for methods)
 from spar.progress import console
@@ -78,7 +78,7 @@ class Run:
         self.until = self._check_until(until)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.dir / "manifest.json"
-        self.manifest: dict[str, Any] = (json.loads(self.manifest_path.read_text()) if self.manifest_path.exists()
+        self.manifest: dict[str, Any] = (read_json(self.manifest_path) if self.manifest_path.exists()
                                          else {"stages": {}})
         self._backends: dict[str, Metered] = {}
         self.models: dict[str, str] = {}

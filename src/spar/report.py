@@ -10,6 +10,8 @@ import io
 import json
 from pathlib import Path
 
+from spar.io import read_json
+
 
 def _iters(run: Path) -> list[tuple[int, Path]]:
     out = []
@@ -26,7 +28,7 @@ def scores(run: Path) -> dict[str, dict[int, dict]]:
     out: dict[str, dict[int, dict]] = {}
     for t, d in _iters(run):
         for f in sorted((d / "eval").glob("*.json")):
-            out.setdefault(f.stem, {})[t] = json.loads(f.read_text())
+            out.setdefault(f.stem, {})[t] = read_json(f)
     return out
 
 
@@ -85,7 +87,7 @@ def spend_table(run: Path) -> str:
     path = run / "manifest.json"
     if not path.exists():
         return ""
-    stages = json.loads(path.read_text()).get("stages", {})
+    stages = read_json(path).get("stages", {})
     method = ""
     if (run / "config.yaml").exists():
         import yaml
@@ -111,7 +113,11 @@ def spend_table(run: Path) -> str:
 def write_report(run: str | Path) -> Path:
     from spar.io import write_text
 
+    from spar.io import DataError
+
     run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise DataError(f"{run}: not a run directory (no config.yaml)" if run.is_dir() else f"{run}: no such run directory")
     sc = scores(run)
     parts = ["<!doctype html><meta charset='utf-8'><title>spar report</title>",
              "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}td,th{border:1px solid #ccc;padding:4px 8px}"
@@ -134,7 +140,7 @@ def write_report(run: str | Path) -> Path:
                  "<th>expanded / solved tree</th><th>solution depth</th><th>refinements</th><th>judged yes</th>"
                  "<th>judged yes, not faithful</th><th>guard: similarity / machinery / length</th></tr>")
     fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    all_stats = {t: json.loads((d / "stats.json").read_text()) for t, d in _iters(run) if (d / "stats.json").exists()}
+    all_stats = {t: read_json(d / "stats.json") for t, d in _iters(run) if (d / "stats.json").exists()}
     stats = {t: st for t, st in all_stats.items() if "trees" in st}  # SPaR's tree stats
     for t, st in stats.items():
         g = st.get("guard_rejected") or {}

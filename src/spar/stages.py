@@ -86,15 +86,39 @@ def run_data(search: SearchSettings, rft: RFTSettings, prompts: Path, trees: Pat
     return stats
 
 
+def _form(value) -> str | None:
+    """"text" for a string, "chat" for a list of {role, content} messages, None for anything else."""
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list) and value and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value):
+        return "chat"
+    return None
+
+
 def read_train_rows(kind: str, data: Path) -> list[dict]:
-    """Training rows, each checked for the fields its trainer needs (errors name the file and line)."""
-    need = ("prompt", "chosen", "rejected") if kind == "dpo" else None
-    rows = []
+    """Training rows, each checked for the fields its trainer needs and their types, all in one form
+    (text or chat), before any is used (errors name the file and line)."""
+    rows, first = [], None
     for lineno, row in iter_json_lines(data):
-        ok = all(k in row for k in need) if need else ("messages" in row or ("prompt" in row and "completion" in row))
-        if not ok:
+        if kind == "dpo":
+            fields = ("prompt", "chosen", "rejected")
+        else:
+            fields = ("messages",) if "messages" in row else ("prompt", "completion")
+        if not all(k in row for k in fields):
             raise DataError(f"{data}:{lineno}: a {kind} row needs "
-                            + ("prompt, chosen, rejected" if need else "messages, or prompt + completion"))
+                            + ("prompt, chosen, rejected" if kind == "dpo" else "messages, or prompt + completion"))
+        forms = {k: _form(row[k]) for k in fields}
+        bad = [k for k, f in forms.items() if f is None]
+        if bad:
+            raise DataError(f"{data}:{lineno}: {bad[0]!r} must be a string or a non-empty list of "
+                            "{role, content} messages")
+        shape = tuple(forms.values())
+        if first is None:
+            first = (lineno, shape)
+        elif shape != first[1]:
+            raise DataError(f"{data}:{lineno}: the row mixes text and chat fields differently from line {first[0]} "
+                            f"({', '.join(f'{k}: {f}' for k, f in forms.items())})")
         rows.append(row)
     return rows
 

@@ -225,7 +225,8 @@ def build_prompts(count: int, split: str = "train", seed: int = 0, min_k: int = 
     if split not in ("train", "heldout"):
         raise DataError(f"split must be 'train' or 'heldout', got {split!r}")
     if not 1 <= min_k <= max_k:
-        raise DataError(f"need 1 <= min_k <= max_k, got {min_k}, {max_k}")
+        raise DataError(f"the fewest constraints per prompt ({min_k}) must be at least 1 and at most the most "
+                        f"({max_k})")
     tasks = [t for _, t in seed_tasks() if split_of(t) == split]
     rng = random.Random(f"{split}:{seed}")
     order = tasks[:]

@@ -45,10 +45,23 @@ def outcome_rows(results: Sequence[PromptResult]) -> list[dict]:
              "strict": r.strict, "loose": r.loose} for r in results]
 
 
+def _check_kinds(path: str | Path, prompts: Sequence[Prompt]) -> None:
+    """Every instruction id has a checker, or the file and line are named before anything runs."""
+    from spar.constraints.checkers import is_verifiable, unknown_kind
+    from spar.io import row_lines
+
+    for lineno, p in zip(row_lines(path), prompts):
+        for c in p.constraints:
+            if not is_verifiable(c.kind):
+                raise DataError(f"{path}:{lineno}: {unknown_kind(c.kind)}")
+
+
 def load_ifeval(path: str | Path | None) -> list[Prompt]:
     """IFEval prompts from a JSONL path, or from the hub (``google/IFEval``) when no path is given."""
     if path is not None:
-        return read_prompts(path)
+        prompts = read_prompts(path)
+        _check_kinds(path, prompts)
+        return prompts
     try:
         from datasets import load_dataset
 

@@ -23,9 +23,25 @@ _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat
 
 
 def pick_device(device: str | None) -> str:
-    if device:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """The device to run on: the one asked for, checked to exist before anything is loaded onto
+    it, or CUDA where there is one and the CPU elsewhere."""
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise BackendError(f"--device {device}: not a device ({e})") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendError(f"--device {device}: this machine has no CUDA device (torch {torch.__version__})")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackendError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (0 to "
+                               f"{torch.cuda.device_count() - 1})")
+    elif dev.type not in ("cpu", "mps"):
+        raise BackendError(f"--device {device}: spar runs on cpu, cuda or mps")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise BackendError(f"--device {device}: MPS is not available on this machine")
+    return device
 
 
 def cpu_has_bf16() -> bool:

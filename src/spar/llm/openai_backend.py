@@ -27,6 +27,17 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return base_url, model
 
 
+def request_seed(messages: list[dict], seed: int, k: int) -> int:
+    """The seed sent with a request: from the run's seed, the chat itself and which of its samples
+    come first (k), never from its place in a batch, so a resumed run, whose batches are laid out
+    anew, asks for the same samples as one never stopped."""
+    import hashlib
+    import json
+
+    key = json.dumps([seed, k, messages], sort_keys=True, ensure_ascii=False)
+    return int(hashlib.sha256(key.encode()).hexdigest()[:15], 16)  # 60 bits: any server takes it
+
+
 def _retry_after(error: Exception) -> float | None:
     """Seconds from a Retry-After header of the error's response (a number of seconds), if any."""
     headers = getattr(getattr(error, "response", None), "headers", None) or {}
@@ -68,7 +79,8 @@ class OpenAIBackend:
                 ntok = 0
                 # Some servers (llama.cpp) ignore n: ask again for what is missing.
                 while len(texts) < sampling.n:
-                    choices, used = await self._call(client, as_dicts(chat), sampling, sampling.n - len(texts), i + len(texts))
+                    choices, used = await self._call(client, as_dicts(chat), sampling, sampling.n - len(texts), i,
+                                                     len(texts))
                     texts.extend(choices)
                     ntok += used
                 if on_batch:
@@ -88,7 +100,7 @@ class OpenAIBackend:
                                  [None if isinstance(g, BaseException) else g for g in got])
         return list(got)
 
-    async def _call(self, client, messages, sampling: Sampling, n: int, salt: int) -> tuple[list[str], int]:
+    async def _call(self, client, messages, sampling: Sampling, n: int, index: int, first: int) -> tuple[list[str], int]:
         import openai
 
         retryable = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
@@ -103,7 +115,7 @@ class OpenAIBackend:
                     model=self.model, messages=messages, n=n, extra_body=extra,
                     temperature=sampling.temperature, top_p=sampling.top_p,
                     max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None,
-                    seed=sampling.seed + salt,
+                    seed=request_seed(messages, sampling.seed, first),
                 )
                 choices = [c.message.content for c in resp.choices]
                 if not choices or any(not isinstance(c, str) for c in choices):  # none, or content: null
@@ -116,7 +128,7 @@ class OpenAIBackend:
                 if status is not None and status < 500 and status != 429:
                     raise BackendError(f"{self.base_url}: {status} {e}") from None
                 if attempt == self.options.max_retries:
-                    raise BackendError(f"{self.base_url}: request {salt} of the batch: gave up after {attempt + 1} tries: "
+                    raise BackendError(f"{self.base_url}: request {index} of the batch: gave up after {attempt + 1} tries: "
                                        f"{type(e).__name__}: {e}") from None
                 wait = delay * (1 + random.random())
                 asked = _retry_after(e)

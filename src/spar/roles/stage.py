@@ -17,24 +17,24 @@ def check_samples(path: str | Path, samples: list[Completion]) -> None:
     constraint kind that has no checker (a misspelling would silently become a free constraint),
     kwargs its checker cannot take."""
     from spar.constraints.checkers import follows, is_verifiable, unknown_kind
-    from spar.io import DataError
+    from spar.io import DataError, row_lines
 
     if not samples:
         raise DataError(f"{path}: no samples in the file")
-    seen: set[str] = set()
-    for n, s in enumerate(samples, 1):
+    seen: dict[str, int] = {}
+    for n, s in zip(row_lines(path), samples):
         if s.id in seen:
-            raise DataError(f"{path}: row {n}: id {s.id!r} appears twice")
-        seen.add(s.id)
+            raise DataError(f"{path}:{n}: id {s.id!r} appears twice (first at line {seen[s.id]})")
+        seen[s.id] = n
         for c in s.constraints:
             if c.kind == "free":
                 continue
             if not is_verifiable(c.kind):
-                raise DataError(f"{path}: row {n} ({s.id}): {unknown_kind(c.kind)}")
+                raise DataError(f"{path}:{n}: {unknown_kind(c.kind)}")
             try:
                 follows(c.kind, c.kwargs, "x", prompt=s.prompt[-1].content if s.prompt else "")
             except Exception as e:  # noqa: BLE001 - the checker's own complaint about its kwargs
-                raise DataError(f"{path}: row {n} ({s.id}): kwargs {c.kwargs} do not fit {c.kind}: {e}") from None
+                raise DataError(f"{path}:{n}: kwargs {c.kwargs} do not fit {c.kind}: {e}") from None
 
 
 def judge_file(backend: Backend | None, input: str | Path, output: str | Path, cfg: JudgeSettings,

@@ -69,11 +69,10 @@ def parse_judgement(reply: str) -> bool | None:
         return None
     found = set()
     for line in reply.splitlines():
-        line = line.strip().strip("*").strip()
-        m = _VERDICT_LINE.fullmatch(line)
+        m = _VERDICT_LINE.fullmatch(line.strip(" \t*"))
         if not m:
             continue
-        word = m.group(1).strip().strip("*").strip().rstrip(".!").strip().lower()
+        word = m.group(1).strip(" \t*").rstrip(".!").strip(" \t*").lower()
         if word in ("yes", "no"):
             found.add(word == "yes")
     return found.pop() if len(found) == 1 else None
