@@ -20,6 +20,8 @@ def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Pat
     """
     done_rows, done = resume(output, Completion)
     todo = [p for p in prompts if p.id not in done]
+    if hasattr(backend, "check"):  # a request the backend would refuse stops the stage before it starts
+        backend.check([p.messages for p in todo], sampling)
     with Appender(output) as out, token_bar("generate", len(prompts), len(prompts) - len(todo), show) as (tick, advance):
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]

@@ -192,6 +192,8 @@ class Appender:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._created = not self.path.exists()
+        self._written = 0
         marker(self.path).touch()
         self._f = self.path.open("a", encoding="utf-8")
 
@@ -199,6 +201,7 @@ class Appender:
         self._f.write(_dump(row) + "\n")
         self._f.flush()
         os.fsync(self._f.fileno())
+        self._written += 1
 
     def close(self) -> None:
         self._f.close()
@@ -207,8 +210,10 @@ class Appender:
     def __enter__(self) -> "Appender":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         self.close()
+        if exc_type is not None and self._created and not self._written:  # failed before its first row
+            self.path.unlink(missing_ok=True)
 
 
 def refuse_same_path(input: str | Path, *outputs: str | Path | None) -> None:

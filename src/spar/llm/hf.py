@@ -264,6 +264,10 @@ class HFBackend:
             out = out["input_ids"]
         return list(out)
 
+    def check(self, requests: Sequence[ChatLike], sampling: Sampling) -> None:
+        """What generate would refuse, refused before a stage starts (and before its output exists)."""
+        self.check_bounds([self.encode(r) for r in requests], sampling)
+
     @torch.inference_mode()
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]:
         encoded = [self.encode(r) for r in requests]
