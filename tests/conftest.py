@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -26,3 +28,23 @@ def embedded():
     from spar.llm import BackendOptions, load_backend
 
     return load_backend("embedded", BackendOptions(batch_size=8, dtype="fp32"))
+
+
+# The reliability suite's figures (tests/reliability): each test records what it tried and what
+# happened through ``record``; with SPAR_RELIABILITY_OUT set (``make reliability`` sets it) the
+# session writes them there as JSON, and tests/reliability/report.py makes RELIABILITY.md of them.
+FIGURES: list[dict] = []
+
+
+@pytest.fixture
+def record(request):
+    def add(section: str, **fields):
+        FIGURES.append({"section": section, "test": request.node.nodeid, **fields})
+
+    return add
+
+
+def pytest_sessionfinish(session, exitstatus):
+    out = os.environ.get("SPAR_RELIABILITY_OUT")
+    if out and FIGURES:
+        Path(out).write_text(json.dumps({"exitstatus": int(exitstatus), "figures": FIGURES}, indent=1))

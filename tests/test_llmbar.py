@@ -14,7 +14,32 @@ def test_pointwise_on_the_real_data_with_an_always_yes_judge():
     root = shared_data("llmbar", "LLMBar")
     items = load_llmbar(root)
     assert len(items) == 2 * 419
-    out = evaluate_llmbar(FakeBackend(default="Final judgement: Yes"), items, JudgeSettings(votes=1))
+    by_k, rows = evaluate_llmbar(FakeBackend(default="Final judgement: Yes"), items, JudgeSettings(votes=1))
+    out = by_k[1]
+    assert len(rows) == len(items) and out["unparseable"] == 0.0
     for sub in SUBSETS:
         assert out[sub]["accuracy"] == 50.0  # half the items are the worse output
         assert out[sub]["f1"] == round(100 * 2 / 3, 2)
+
+
+def test_several_vote_counts_come_from_the_first_k_of_one_sampling(tmp_path):
+    """Item 0 (gold yes): replies Yes, No, No -> right at k=1, wrong at k=3; item 1 (gold no):
+    an unparseable reply, then No, No -> undecided at k=1, right at k=3."""
+    from spar.eval.llmbar import Item
+
+    items = [Item("Natural", "Say hi.", "Hi.", True), Item("Natural", "Say bye.", "Hi.", False)]
+    replies = {"Hi.|Say hi.": ["Final judgement: Yes", "Final judgement: No", "Final judgement: No"],
+               "Hi.|Say bye.": ["I am not sure.", "Final judgement: No", "Final judgement: No"]}
+
+    def script(chat, sampling, k):
+        text = chat[-1]["content"]
+        key = next(key for key in replies if key.split("|")[1] in text)
+        return replies[key][k]
+
+    backend = FakeBackend(script)
+    by_k, rows = evaluate_llmbar(backend, items, JudgeSettings(votes=3), ks=[1, 3])
+    assert by_k[1]["Natural"]["accuracy"] == 50.0 and by_k[1]["Natural"]["undecided"] == 1
+    assert by_k[1]["unparseable"] == 50.0
+    assert by_k[3]["Natural"]["accuracy"] == 50.0 and by_k[3]["Natural"]["undecided"] == 0
+    assert by_k[3]["unparseable"] == round(100 / 6, 2)
+    assert rows[1]["votes"] == [None, False, False] and len(backend.calls) == 1  # one sampling for every k

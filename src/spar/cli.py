@@ -190,17 +190,25 @@ def eval_ifeval(
 def eval_llmbar(
     model: ModelOpt = "embedded",
     data: Annotated[Path, typer.Option(help="LLMBar's Dataset/LLMBar folder (Natural/, Adversarial/...)")] = Path("LLMBar"),
-    votes: Annotated[int, typer.Option(min=1, help="judge samples per item (1 = greedy)")] = 5,
+    votes: Annotated[str, typer.Option(help="votes per item, or several from one sampling: 1,3,5,7,9 (the verdict "
+                                            "at k is the majority of the first k samples; 1 alone = greedy)")] = "5",
     limit: Annotated[Optional[int], typer.Option(min=1, help="first N pairs of each subset only")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON")] = Path("llmbar_scores.json"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; per-item replies and votes go to "
+                                                                  "OUTPUT's stem + .items.jsonl")] = Path("llmbar_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per judge reply")] = 384,
     batch_size: Annotated[int, typer.Option(min=1, help="items per forward pass")] = 16,
     dtype: DtypeOpt = None,
 ):
-    """LLMBar, pointwise: judge accuracy and F1 per subset."""
+    """LLMBar, pointwise: judge accuracy and F1 per subset, at one or several numbers of votes."""
     from spar.eval.report import llmbar_run
 
-    llmbar_run(model=model, data=data, votes=votes, limit=limit, output=output, max_new_tokens=max_new_tokens,
+    try:
+        ks = sorted({int(x) for x in votes.split(",")})
+    except ValueError:
+        raise typer.BadParameter(f"expected numbers separated by commas, got {votes!r}", param_hint="--votes") from None
+    if ks[0] < 1:
+        raise typer.BadParameter("every number of votes must be at least 1", param_hint="--votes")
+    llmbar_run(model=model, data=data, votes=ks, limit=limit, output=output, max_new_tokens=max_new_tokens,
                batch_size=batch_size, backend_factory=functools.partial(_backend, dtype=dtype))
 
 

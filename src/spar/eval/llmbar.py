@@ -1,6 +1,8 @@
 """LLMBar, pointwise (as the SPaR paper uses it): each pair gives two items; the better output
 should be judged as following the instruction and the other as not. Accuracy and F1 (positive
 class = "follows") per subset. An undecided judgment (tie or all abstentions) counts as wrong.
+Several vote counts come from one sampling: the verdict at k votes is the majority of the first k
+samples (the paper's Table 9 varies k the same way).
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from pathlib import Path
 
 from spar.io import DataError
 from spar.llm import Backend
-from spar.roles.judge import judge
+from spar.roles.judge import majority
+from spar.roles.templates import judge_chat, parse_judgement
 from spar.settings import JudgeSettings
-from spar.types import Message, Prompt
 
 SUBSETS = ["Natural", "Adversarial/Neighbor", "Adversarial/GPTInst", "Adversarial/GPTOut", "Adversarial/Manual"]
 
@@ -55,11 +57,7 @@ def metrics(golds: list[bool], preds: list[bool | None]) -> dict[str, float]:
             "undecided": sum(p is None for p in preds)}
 
 
-def evaluate_llmbar(backend: Backend, items: list[Item], cfg: JudgeSettings, on_batch=None) -> dict[str, dict]:
-    prompts = [Prompt(id=str(i), messages=[Message(role="user", content=it.instruction)]) for i, it in enumerate(items)]
-    judgments = judge(backend, prompts, [it.response for it in items], cfg.but(mode="llm"),
-                      on_batch=on_batch)
-    preds = [j.follows for j in judgments]
+def _summary(items: list[Item], preds: list[bool | None]) -> dict[str, dict]:
     out: dict[str, dict] = {}
     for sub in SUBSETS:
         idx = [i for i, it in enumerate(items) if it.subset == sub]
@@ -68,6 +66,34 @@ def evaluate_llmbar(backend: Backend, items: list[Item], cfg: JudgeSettings, on_
     adv = [s for s in out if s.startswith("Adversarial")]
     if adv:
         out["Adversarial (mean)"] = {k: round(sum(out[s][k] for s in adv) / len(adv), 2) for k in ("accuracy", "f1")}
-    out["Overall (mean of subsets)"] = {k: round(sum(out[s][k] for s in SUBSETS if s in out) / len([s for s in SUBSETS if s in out]), 2)
-                                        for k in ("accuracy", "f1")}
+    present = [s for s in SUBSETS if s in out]
+    out["Overall (mean of subsets)"] = {k: round(sum(out[s][k] for s in present) / len(present), 2) for k in ("accuracy", "f1")}
     return out
+
+
+def judge_replies(backend: Backend, items: list[Item], cfg: JudgeSettings, seed: int = 0, on_batch=None) -> list[list[str]]:
+    """``cfg.votes`` judge replies per item (greedy when it is 1), all in one batched call."""
+    chats = [judge_chat(it.instruction, it.response) for it in items]
+    return backend.generate(chats, cfg.sampling(seed), on_batch=on_batch)
+
+
+def scores_at(items: list[Item], votes: list[list[bool | None]], k: int) -> dict:
+    """Accuracy and F1 per subset when each item's verdict is the majority of its first ``k`` votes,
+    and the share of those votes that could not be parsed (an abstention, never a guess)."""
+    firsts = [v[:k] for v in votes]
+    out = _summary(items, [majority(v) for v in firsts])
+    n = sum(len(v) for v in firsts)
+    out["unparseable"] = round(100 * sum(x is None for v in firsts for x in v) / n, 2) if n else 0.0
+    return out
+
+
+def evaluate_llmbar(backend: Backend, items: list[Item], cfg: JudgeSettings, ks: list[int] | None = None,
+                    on_batch=None) -> tuple[dict[int, dict], list[dict]]:
+    """Scores for each number of votes in ``ks`` from one set of ``max(ks)`` samples per item (the
+    first k of them), and one outcome row per item (its replies, votes and gold label)."""
+    ks = sorted(set(ks or [cfg.votes]))
+    replies = judge_replies(backend, items, cfg.but(votes=max(ks)), on_batch=on_batch)
+    votes = [[parse_judgement(r) for r in rs] for rs in replies]
+    rows = [{"item": i, "subset": it.subset, "gold": it.gold, "votes": v, "replies": rs}
+            for i, (it, v, rs) in enumerate(zip(items, votes, replies))]
+    return {k: scores_at(items, votes, k) for k in ks}, rows

@@ -55,24 +55,33 @@ def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int,
     return result
 
 
-def llmbar_run(model, data, votes, limit, output: Path, max_new_tokens: int, batch_size: int, backend_factory) -> dict:
+def llmbar_run(model, data, votes: list[int], limit, output: Path, max_new_tokens: int, batch_size: int,
+               backend_factory) -> dict:
     from spar.eval.llmbar import evaluate_llmbar, load_llmbar
+    from spar.io import write_jsonl
     from spar.progress import token_bar
     from spar.settings import JudgeSettings
 
     items = load_llmbar(data, limit)
     backend = backend_factory(model, batch_size)
-    cfg = JudgeSettings(votes=votes, mode="llm", max_new_tokens=max_new_tokens)
+    cfg = JudgeSettings(votes=max(votes), mode="llm", max_new_tokens=max_new_tokens)
     t0 = time.perf_counter()
     with token_bar("llmbar", len(items), advance_on_tick=True) as (tick, _):
-        scores = evaluate_llmbar(backend, items, cfg, on_batch=tick)
-    result = {"benchmark": "llmbar", "model": model, "votes": votes, "seconds": round(time.perf_counter() - t0, 1),
-              "subsets": scores}
+        by_k, rows = evaluate_llmbar(backend, items, cfg, ks=votes, on_batch=tick)
+    items_path = output.with_name(output.stem + ".items.jsonl")
+    result = {"benchmark": "llmbar", "model": model, "votes": sorted(by_k), "samples_per_item": max(votes),
+              "greedy": max(votes) == 1, "seconds": round(time.perf_counter() - t0, 1), "items_file": items_path.name,
+              "by_votes": {str(k): v for k, v in by_k.items()}}
+    write_jsonl(items_path, rows)
     write_text(output, json.dumps(result, indent=2) + "\n")
-    table = Table(title=f"LLMBar pointwise ({len(items)} items, votes={votes})")
-    for c in ("subset", "accuracy", "F1", "undecided"):
+    table = Table(title=f"LLMBar pointwise ({len(items)} items; the verdict at k votes is the majority of the first k "
+                        f"of {max(votes)} samples)")
+    for c in ("votes", "subset", "accuracy", "F1", "undecided", "unparseable %"):
         table.add_column(c, justify="right")
-    for sub, m in scores.items():
-        table.add_row(sub, f"{m['accuracy']:.2f}", f"{m['f1']:.2f}", str(m.get("undecided", "")))
+    for k, scores in by_k.items():
+        for sub, m in scores.items():
+            if sub != "unparseable":
+                table.add_row(str(k), sub, f"{m['accuracy']:.2f}", f"{m['f1']:.2f}", str(m.get("undecided", "")),
+                              f"{scores['unparseable']:.2f}")
     Console().print(table)
     return result
