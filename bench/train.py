@@ -57,7 +57,7 @@ def one(name: str, steps: int) -> dict:
 
     orig = T._progress_callback
     T._progress_callback = lambda label: StepTimer()
-    s = T.TrainSettings(max_steps=steps, batch_size=2, max_length=512, warmup_ratio=0.0, **CONFIGS[name])
+    s = T.TrainSettings(max_steps=steps, batch_size=2, max_length=512, warmup_ratio=0.0, checkpoints=0, **CONFIGS[name])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as d:
         T.train_dpo(str(embedded_model_path()), rows(2 * steps), d, s)

@@ -83,3 +83,38 @@ def test_dpo_with_precomputed_reference_trains_and_prints_no_foreign_bar(base, t
     assert len([x for x in log if "loss" in x]) == 2
     out, err = capfd.readouterr()
     assert "Computing reference log probs" not in out + err  # TRL's own tqdm bar
+
+
+@pytest.mark.slow  # five short trainings with checkpoints: minutes on a 2-core CPU
+def test_a_killed_training_resumes_from_its_last_checkpoint_and_a_changed_one_starts_over(base, tmp_path):
+    from transformers import TrainerCallback
+
+    class Die(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise KeyboardInterrupt  # killed after the checkpoint at step 2
+
+    class First(TrainerCallback):
+        step = None
+
+        def on_train_begin(self, args, state, control, **kw):
+            pass
+
+        def on_step_begin(self, args, state, control, **kw):
+            if First.step is None:
+                First.step = state.global_step
+
+    s = TrainSettings(max_steps=4, checkpoints=2, learning_rate=1e-5, warmup_ratio=0.0, batch_size=2, max_length=128)
+    with pytest.raises(KeyboardInterrupt):
+        train_dpo(base, PAIRS * 2, tmp_path, s, callbacks=[Die()])
+    assert [p.name for p in (tmp_path / "trainer").glob("checkpoint-*")] == ["checkpoint-2"]
+    path, log = train_dpo(base, PAIRS * 2, tmp_path, s, callbacks=[First()])
+    assert First.step == 2  # the first step run was step 3: steps 1-2 came from the checkpoint
+    assert path.exists() and not (tmp_path / "trainer").exists()
+    assert sorted({x["step"] for x in log if "loss" in x}) == [1, 2, 3, 4]
+    # other settings: the old checkpoints are not this training's, so it starts at step 0
+    with pytest.raises(KeyboardInterrupt):
+        train_dpo(base, PAIRS * 2, tmp_path, s, callbacks=[Die()])
+    First.step = None
+    train_dpo(base, PAIRS * 2, tmp_path, s.but(learning_rate=2e-5), callbacks=[First()])
+    assert First.step == 0

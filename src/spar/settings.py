@@ -142,6 +142,7 @@ class TrainSettings(Settings):
     gradient_checkpointing: bool = False
     dtype: Literal["fp32", "bf16", "fp16"] | None = None  # None: bf16 on GPUs that support it, fp32 on CPU
     logging_steps: int = Field(1, ge=1)
+    checkpoints: int = Field(8, ge=0)  # saved during a run (the last one kept) so a killed run resumes; 0 = none
     report_to: list[str] = Field(default_factory=list)  # e.g. ["tensorboard"] or ["wandb"]
     # DPO only
     beta: float = Field(0.1, gt=0)

@@ -9,7 +9,9 @@ Data formats (TRL's conversational ones, so the files the self-play stages write
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -85,14 +87,32 @@ def _progress_callback(label: str):
     return RichProgress()
 
 
-def _common_args(s: TrainSettings, out: Path, seed: int) -> dict[str, Any]:
+def _common_args(s: TrainSettings, out: Path, seed: int, n_rows: int) -> dict[str, Any]:
+    steps = s.max_steps if s.max_steps > 0 else math.ceil(math.ceil(n_rows / s.batch_size) / s.grad_accum * s.epochs)
+    save = {"save_strategy": "steps", "save_steps": max(1, math.ceil(steps / s.checkpoints)), "save_total_limit": 1,
+            "save_only_model": False} if s.checkpoints and steps >= 2 * s.checkpoints else {"save_strategy": "no"}
     return dict(
         output_dir=str(out / "trainer"), learning_rate=s.learning_rate, num_train_epochs=s.epochs, max_steps=s.max_steps,
         per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum,
         warmup_steps=s.warmup_ratio, lr_scheduler_type="linear", logging_steps=s.logging_steps,
-        report_to=s.report_to or "none", save_strategy="no", seed=seed, max_length=s.max_length,
-        gradient_checkpointing=s.gradient_checkpointing, disable_tqdm=True, **_precision(s),
+        report_to=s.report_to or "none", seed=seed, max_length=s.max_length,
+        gradient_checkpointing=s.gradient_checkpointing, disable_tqdm=True, **save, **_precision(s),
     )
+
+
+def _resume_point(out: Path, model: str, rows: list[dict], s: TrainSettings, seed: int) -> str | None:
+    """The last checkpoint of a killed run of this very training (same base, rows, settings and
+    seed), or None; checkpoints of any other training are cleared first."""
+    key = hashlib.sha256(json.dumps([model, rows, s.model_dump(), seed], sort_keys=True, default=str).encode()).hexdigest()
+    trainer_dir, stamp = out / "trainer", out / "trainer" / "spar-training-key"
+    if not (stamp.exists() and stamp.read_text() == key):
+        shutil.rmtree(trainer_dir, ignore_errors=True)
+        trainer_dir.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(key)
+        return None
+    done = sorted(trainer_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    done = [p for p in done if (p / "trainer_state.json").exists()]  # a checkpoint cut off while saving is not one
+    return str(done[-1]) if done else None
 
 
 def _load(model: str, s: TrainSettings):
@@ -134,11 +154,15 @@ def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
     return final
 
 
-def _fit(trainer) -> None:
+def _fit(trainer, resume: str | None = None) -> None:
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # the loss is on spar's bar and in train_log.json
-    trainer.train()
+    if resume:
+        from spar.progress import console
+
+        console.print(f"[dim]resuming the training from {resume}[/dim]")
+    trainer.train(resume_from_checkpoint=resume)
 
 
 def _log_history(trainer, out: Path, settings: TrainSettings, seed: int) -> list[dict]:
@@ -159,7 +183,7 @@ def to_prompt_completion(row: dict) -> dict:
 
 
 def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None,
-              seed: int = 0) -> tuple[Path, list[dict]]:
+              seed: int = 0, callbacks: list | None = None) -> tuple[Path, list[dict]]:
     """Supervised fine-tuning on the completion only; returns the saved model folder and the log."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -170,11 +194,12 @@ def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSett
         raise ValueError("no SFT rows to train on")
     _quiet()
     data = Dataset.from_list([to_prompt_completion(r) for r in rows])
+    resume = _resume_point(out, model, rows, s, seed)
     m, tok = _load(model, s)
-    args = SFTConfig(**_common_args(s, out, seed), completion_only_loss=True)
+    args = SFTConfig(**_common_args(s, out, seed, len(rows)), completion_only_loss=True)
     trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
-                         callbacks=[_progress_callback("sft")])
-    _fit(trainer)
+                         callbacks=[_progress_callback("sft"), *(callbacks or [])])
+    _fit(trainer, resume)
     return _save(trainer, tok, out, s), _log_history(trainer, out, s, seed)
 
 
@@ -187,6 +212,8 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     from trl import DPOConfig, DPOTrainer
 
     s = settings or TrainSettings()
+    if not save:  # nothing to resume into
+        s = s.but(checkpoints=0)
     out = Path(out)
     if not rows:
         raise ValueError("no preference pairs to train on")
@@ -194,16 +221,17 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
 
     _quiet()
     data = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
+    resume = _resume_point(out, model, rows, s, seed) if save else None
     m, tok = _load(model, s)
     loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.sft_weight]} if s.sft_weight > 0 else {"loss_type": ["sigmoid"]}
-    args = DPOConfig(**_common_args(s, out, seed), beta=s.beta, precompute_ref_log_probs=s.precompute_ref, **loss)
+    args = DPOConfig(**_common_args(s, out, seed, len(rows)), beta=s.beta, precompute_ref_log_probs=s.precompute_ref, **loss)
     # With precompute_ref, DPOTrainer runs the reference over every pair while it is built; its own
     # tqdm bar for that pass would cut into spar's output, so spar shows a status line instead.
     with _no_tqdm(), (progress_console.status(f"dpo: reference log-probs of {len(rows)} pairs, computed once")
                       if s.precompute_ref else nullcontext()):
         trainer = DPOTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
                              callbacks=[_progress_callback("dpo"), *(callbacks or [])])
-    _fit(trainer)
+    _fit(trainer, resume)
     out.mkdir(parents=True, exist_ok=True)
     path = _save(trainer, tok, out, s) if save else None
     shutil.rmtree(out / "trainer", ignore_errors=True)

@@ -198,10 +198,11 @@ AUTOIF_FUNCTION = """You write Python functions that check responses. The instru
 
 {instruction}
 
-Write a function `evaluate(response)` that returns True if the string `response` follows the instruction and False otherwise, and three test cases. Answer with one JSON object in a ```json block, like this:
+Write a function `evaluate(response)` that returns True if the string `response` follows the instruction and False otherwise, and three test cases. Answer with one JSON object in a ```json block. For example, for the instruction "End your answer with a question mark." the answer would be:
 ```json
-{{"func": "def evaluate(response):\\n    return ...", "cases": [{{"input": "...", "output": true}}, {{"input": "...", "output": false}}, {{"input": "...", "output": true}}]}}
-```"""
+{{"func": "def evaluate(response):\\n    return response.strip().endswith('?')", "cases": [{{"input": "Is it raining?", "output": true}}, {{"input": "It is raining.", "output": false}}, {{"input": "Shall we go?  ", "output": true}}]}}
+```
+Now write the JSON object for the instruction above."""
 
 AUTOIF_BACK = """Here are Python functions that check a response. Read each and write, for each one, the instruction it checks, in one sentence. Answer with a JSON list of strings only.
 
