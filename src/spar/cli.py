@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from spar.cli_bootstrap import bootstrap_app
+from spar.cli_eval import eval_refine
 from spar.cli_experiment import experiment_app
 from spar.cli_sandbox import sandbox_app
 from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
@@ -103,7 +104,7 @@ def serve(
 
 
 prompts_app = typer.Typer(help="Build instruction prompts with constraints.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate a model: IFEval, LLMBar.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a model: IFEval, LLMBar, refinement.", no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(eval_app, name="eval")
 
@@ -211,6 +212,8 @@ def eval_llmbar(
     llmbar_run(model=model, data=data, votes=ks, limit=limit, output=output, max_new_tokens=max_new_tokens,
                batch_size=batch_size, backend_factory=functools.partial(_backend, dtype=dtype))
 
+
+eval_app.command("refine")(eval_refine)
 
 tree_app = typer.Typer(help="Look at refinement trees.", no_args_is_help=True)
 app.add_typer(tree_app, name="tree")

@@ -1,0 +1,88 @@
+"""``spar eval refine``: the refiner's accuracy at fixing failed answers."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
+
+
+@friendly
+def eval_refine(
+    model: ModelOpt = "embedded",
+    failed: Annotated[Optional[Path], typer.Option(help="negatives JSONL (a run's negatives.jsonl, or `spar bootstrap refiner --eval-out`)")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl: refine the answers in --responses that fail it")] = None,
+    responses: Annotated[Optional[Path], typer.Option(help="a model's IFEval responses (with --data)")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="first N failed answers only")] = None,
+    strategy: Annotated[str, typer.Option(help="search beside the greedy refinement: bfs | dfs")] = "bfs",
+    budget: Annotated[int, typer.Option(min=1, help="judged nodes per search")] = SEARCH.budget,
+    judge_mode: Annotated[str, typer.Option(help="judge of the search: llm (the refiner's vote); verifier or hybrid only on procedural negatives")] = "llm",
+    votes: Annotated[int, typer.Option(min=1, help="judge votes per node")] = JUDGE.votes,
+    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; one row per failed answer goes to OUTPUT's stem + .items.jsonl")] = Path("refine_scores.json"),
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per refinement")] = SEARCH.max_new_tokens,
+    batch_size: Annotated[int, typer.Option(min=1, help="requests per forward pass")] = 16,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    dtype: DtypeOpt = None,
+):
+    """Refinement accuracy: one greedy refinement and a tree search per failed answer; the share that
+    the benchmark's checkers now pass, and each refinement's similarity to the original."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from spar.eval.refine import as_negatives, check_judge, evaluate_refinement, failed_answers
+    from spar.io import DataError, read_jsonl, refuse_same_path, write_jsonl, write_text
+    from spar.settings import JudgeSettings, SearchSettings
+    from spar.types import Negative
+
+    if (failed is None) == (data is None):
+        raise DataError("give either --failed NEGATIVES.jsonl, or --data IFEVAL.jsonl with --responses")
+    items_path = output.with_name(output.stem + ".items.jsonl")
+    for src in (failed, responses, data):
+        if src is not None:
+            refuse_same_path(src, output, items_path)
+    source = "procedural" if failed is not None else "ifeval"
+    check_judge(judge_mode, source if failed is None else _source_of(failed))
+    judge_cfg = JudgeSettings(votes=votes, mode=judge_mode)
+    search = SearchSettings(strategy=strategy, budget=budget, max_new_tokens=max_new_tokens)
+    backend = _backend(model, batch_size, dtype=dtype)
+    t0 = time.perf_counter()
+    if failed is not None:
+        negatives = read_jsonl(failed, Negative)
+    else:
+        if responses is None:
+            raise DataError("--data needs --responses: the answers to refine")
+        from spar.eval.ifeval import load_ifeval, read_responses
+
+        prompts = load_ifeval(data)
+        wrong = failed_answers(prompts, read_responses(responses, prompts))
+        negatives = as_negatives(backend, wrong[:limit] if limit else wrong, judge_cfg.but(mode="llm"), seed)
+    negatives = negatives[:limit] if limit else negatives
+    if not negatives:
+        raise DataError("no failed answers to refine")
+    scores, rows = evaluate_refinement(backend, negatives, judge_cfg, search, seed)
+    result = {"benchmark": "refine", "model": model, "source": str(failed or responses), "seconds": round(time.perf_counter() - t0, 1),
+              "items_file": items_path.name, **scores}
+    write_jsonl(items_path, rows)
+    write_text(output, json.dumps(result, indent=2) + "\n")
+    table = Table(title=f"Refinement of {scores['failed_answers']} failed answers ({model}; search judged by: {judge_mode})")
+    for c in ("", "passes now %", "judge accepted %", "mean similarity to the original"):
+        table.add_column(c, justify="right")
+    g, s = scores["greedy"], scores[strategy]
+    table.add_row("greedy, one refinement", f"{g['pass']:.2f}", "", str(g["mean_similarity"]))
+    table.add_row(f"{strategy}, budget {budget}", f"{s['pass']:.2f}", f"{s['accepted_by_judge']:.2f}", str(s["mean_similarity"]))
+    Console().print(table)
+    typer.echo(f"wrote {output} and {items_path}", err=True)
+
+
+def _source_of(path: Path) -> str:
+    """procedural when every negative's prompt came from spar's builder, else the prompts' source."""
+    from spar.io import read_jsonl
+    from spar.types import Negative
+
+    sources = {n.prompt.source for n in read_jsonl(path, Negative)}
+    return "procedural" if all(s.startswith("procedural") for s in sources) else ", ".join(sorted(sources))

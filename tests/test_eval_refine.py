@@ -1,0 +1,76 @@
+"""spar eval refine: greedy and searched refinements of failed answers, scored by the benchmark's
+checkers, with similarity to the original; the benchmark's checkers never judge the search."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from fake import FakeBackend
+from pipeline_harness import script
+from spar.eval.refine import check_judge, evaluate_refinement, failed_answers, passes
+from spar.io import DataError
+from spar.settings import JudgeSettings, SearchSettings
+from spar.types import Constraint, Judgment, Message, Negative, Prompt
+
+NO_COMMA = [Constraint(kind="punctuation:no_comma")]
+
+
+def negative(i: int, text: str) -> Negative:
+    p = Prompt(id=f"p{i}", messages=[Message(role="user", content=f"Describe the sea {i} without commas.")],
+               constraints=NO_COMMA, source="procedural:heldout")
+    return Negative(prompt=p, index=0, response=text, judgment=Judgment(follows=False, votes=[False],
+                                                                        rationale="It has commas.\nFinal judgement: No"))
+
+
+def test_failed_answers_are_those_the_checkers_fail():
+    ps = [negative(i, "").prompt for i in range(3)]
+    got = failed_answers(ps, {"p0": "calm and blue", "p1": "calm, blue", "p2": "grey, wet"})
+    assert [p.id for p, _ in got] == ["p1", "p2"]
+    assert passes(ps[0], "calm and blue") and not passes(ps[0], "calm, blue")
+
+
+def test_greedy_and_search_refinements_are_scored_by_the_checkers_with_their_similarity():
+    negs = [negative(i, f"The sea {i} is calm, blue, and wide today") for i in range(4)]
+    # the scripted refiner drops the commas and appends a short tag: an edit, not a rewrite
+    scores, rows = evaluate_refinement(FakeBackend(script), negs, JudgeSettings(votes=3, mode="llm"),
+                                       SearchSettings(budget=6, depth=2), seed=0)
+    assert scores["failed_answers"] == 4 and scores["greedy"]["pass"] == 100.0
+    assert all(r["greedy"] and "," not in r["greedy"] and r["greedy_similarity"] > 0.7 for r in rows)
+    bfs = scores["bfs"]
+    assert bfs["pass"] == 100.0 * sum(r["search_passes"] for r in rows) / 4
+    for r in rows:  # a search result counts only where the refiner's judge accepted it
+        assert r["search_passes"] <= r["search_accepted"]
+        if not r["search_accepted"]:
+            assert r["search"] == r["original"] and r["search_similarity"] is None
+
+
+def test_the_benchmark_checkers_never_judge_a_search_on_the_benchmark():
+    with pytest.raises(DataError, match="own checkers"):
+        check_judge("hybrid", "ifeval")
+    with pytest.raises(DataError):
+        check_judge("verifier", "ifeval")
+    check_judge("llm", "ifeval")
+    check_judge("hybrid", "procedural")
+
+
+def test_a_negative_without_checkable_constraints_is_refused():
+    n = negative(0, "x, y")
+    n = n.model_copy(update={"prompt": n.prompt.model_copy(update={"constraints": []})})
+    with pytest.raises(DataError, match="no checkable constraint"):
+        evaluate_refinement(FakeBackend(script), [n], JudgeSettings(), SearchSettings())
+
+
+def test_the_command_refuses_checker_judges_on_ifeval_and_writes_nothing(tmp_path):
+    from spar.cli import app
+
+    data, resp = tmp_path / "i.jsonl", tmp_path / "r.jsonl"
+    data.write_text(json.dumps({"key": 1, "prompt": "No commas.", "instruction_id_list": ["punctuation:no_comma"],
+                                "kwargs": [{}]}) + "\n")
+    resp.write_text(json.dumps({"id": "1", "response": "a, b"}) + "\n")
+    res = CliRunner().invoke(app, ["eval", "refine", "--data", str(data), "--responses", str(resp), "--judge-mode",
+                                   "verifier", "-o", str(tmp_path / "s.json")])
+    assert res.exit_code == 2 and "own checkers" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["i.jsonl", "r.jsonl"]
