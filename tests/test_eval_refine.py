@@ -74,3 +74,63 @@ def test_the_command_refuses_checker_judges_on_ifeval_and_writes_nothing(tmp_pat
                                    "verifier", "-o", str(tmp_path / "s.json")])
     assert res.exit_code == 2 and "own checkers" in res.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["i.jsonl", "r.jsonl"]
+
+
+def _ifeval_prompts(n: int) -> list[Prompt]:
+    return [Prompt(id=str(i), messages=[Message(role="user", content=f"Describe the sea {i} without commas.")],
+                   constraints=NO_COMMA, source="ifeval") for i in range(n)]
+
+
+def test_search_at_inference_never_calls_the_benchmark_checkers(monkeypatch):
+    from spar.eval.refine import search_at_inference
+    import spar.roles.judge as J
+
+    def forbidden(*a, **k):
+        raise AssertionError("the benchmark's checkers were asked during the search")
+
+    monkeypatch.setattr(J, "verify", forbidden)
+    monkeypatch.setattr(J, "check_follows", forbidden)
+    prompts = _ifeval_prompts(6)
+    answers = {p.id: f"The sea {p.id} is calm, blue, and wide" for p in prompts}
+    final, rows, spend = search_at_inference(FakeBackend(script), prompts, answers, JudgeSettings(votes=3, mode="llm"),
+                                             SearchSettings(budget=6, depth=2))
+    assert spend["searched"] == sum(r["searched"] for r in rows) and spend["judged_answers"] == 6
+    for r in rows:  # an answer is replaced only by a node the refiner's judge accepted
+        assert (final[r["id"]] != r["original"]) == r["replaced"]
+        if r["replaced"]:
+            assert r["searched"] and r["judged"] == "no"
+
+
+def test_with_a_judge_that_accepts_everything_the_scores_are_plain_greedy():
+    from spar.eval.ifeval import score
+    from spar.eval.refine import search_at_inference
+
+    prompts = _ifeval_prompts(5)
+    answers = {p.id: ("calm, blue" if int(p.id) % 2 else "calm and blue") for p in prompts}
+    final, rows, spend = search_at_inference(FakeBackend(default="Fine.\nFinal judgement: Yes"), prompts, answers,
+                                             JudgeSettings(votes=3, mode="llm"), SearchSettings())
+    assert final == answers and spend["searched"] == 0
+    assert score(prompts, final)[0] == score(prompts, answers)[0]
+
+
+def test_eval_ifeval_with_search_reports_both_from_one_run(tmp_path, monkeypatch):
+    from spar.cli import app
+    import spar.cli as cli
+
+    data, resp = tmp_path / "i.jsonl", tmp_path / "r.jsonl"
+    data.write_text("".join(json.dumps({"key": i, "prompt": f"Describe the sea {i} without commas.",
+                                        "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]}) + "\n"
+                            for i in range(4)))
+    resp.write_text("".join(json.dumps({"id": str(i), "response": f"The sea {i} is calm, blue, and wide"}) + "\n"
+                            for i in range(4)))
+    monkeypatch.setattr(cli, "_backend", lambda *a, **k: FakeBackend(script))
+    out = tmp_path / "s.json"
+    res = CliRunner().invoke(app, ["eval", "ifeval", "--data", str(data), "--responses", str(resp), "--search", "bfs",
+                                   "--refiner", "scripted", "--budget", "6", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    result = json.loads(out.read_text())
+    assert result["prompt_strict"] == 0.0 and "search" in result
+    s = result["search"]
+    assert s["judge"] == "llm" and s["spend"]["judged_answers"] == 4
+    assert s["prompt_strict"] == 100.0 * s["spend"]["replaced"] / 4  # every accepted refinement drops the commas
+    assert (tmp_path / "s.search.items.jsonl").exists() and (tmp_path / "s.search.outcomes.jsonl").exists()

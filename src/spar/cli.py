@@ -176,14 +176,22 @@ def eval_ifeval(
     output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses go beside it as <name>.responses.jsonl")] = Path("ifeval_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per answer")] = 512,
     batch_size: Annotated[int, typer.Option(min=1, help="prompts per forward pass")] = 16,
+    search: Annotated[Optional[str], typer.Option(help="tree search at inference time: bfs | dfs (scores with and without)")] = None,
+    refiner: Annotated[Optional[str], typer.Option(help="with --search: the refiner and judge (default: --model)")] = None,
+    budget: Annotated[int, typer.Option(min=1, help="with --search: judged nodes per search")] = SEARCH.budget,
+    votes: Annotated[int, typer.Option(min=1, help="with --search: the refiner's judge votes per answer")] = JUDGE.votes,
     dtype: DtypeOpt = None,
 ):
-    """IFEval: prompt- and instruction-level accuracy, strict and loose, and per instruction type."""
+    """IFEval: prompt- and instruction-level accuracy, strict and loose, and per instruction type;
+    with --search, also after tree search at inference time (the refiner's own vote judges: IFEval's
+    checkers are its answer key and never judge the search)."""
     from spar.eval.report import ifeval_run
 
+    cfg = SearchSettings(strategy=search, budget=budget, max_new_tokens=max_new_tokens) if search else None
     ifeval_run(model=model, data=data, responses=responses, limit=limit, output=output,
                max_new_tokens=max_new_tokens, batch_size=batch_size,
-               backend_factory=functools.partial(_backend, dtype=dtype))
+               backend_factory=functools.partial(_backend, dtype=dtype), search=cfg, refiner=refiner,
+               judge_cfg=JudgeSettings(votes=votes, mode="llm"))
 
 
 @eval_app.command("llmbar")

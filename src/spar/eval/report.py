@@ -12,7 +12,8 @@ from rich.table import Table
 from spar.io import DataError, refuse_same_path, write_jsonl, write_text
 
 
-def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int, batch_size: int, backend_factory) -> dict:
+def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int, batch_size: int, backend_factory,
+               search=None, refiner: str | None = None, judge_cfg=None) -> dict:
     from spar.eval.ifeval import load_ifeval, outcome_rows, read_responses, score
 
     if responses is not None:  # the responses file is read, never written
@@ -44,12 +45,32 @@ def ifeval_run(model, data, responses, limit, output: Path, max_new_tokens: int,
     write_jsonl(output.with_suffix(".outcomes.jsonl"), outcome_rows(per_prompt))
     result = {"benchmark": "ifeval", "model": model, "responses": source, "max_new_tokens": max_new_tokens,
               "seconds": round(gen_s, 1), **scores.as_dict()}
+    if search is not None:  # tree search at inference time, scored beside the plain answers
+        from spar.eval.refine import search_at_inference
+
+        rmodel = refiner or model
+        if not rmodel:
+            raise DataError("--search needs --refiner (or --model)")
+        final, rows, spend = search_at_inference(backend_factory(rmodel, batch_size), prompts, answers, judge_cfg, search)
+        searched, per = score(prompts, final)
+        items = output.with_name(output.stem + ".search.items.jsonl")
+        write_jsonl(items, rows)
+        write_jsonl(output.with_name(output.stem + ".search.outcomes.jsonl"), outcome_rows(per))
+        result["search"] = {"refiner": rmodel, "strategy": search.strategy, "budget": search.budget,
+                            "judge": judge_cfg.mode, "votes": judge_cfg.votes, "items_file": items.name,
+                            "spend": spend, **searched.as_dict()}
     write_text(output, json.dumps(result, indent=2) + "\n")
     table = Table(title=f"IFEval ({scores.n_prompts} prompts, {scores.n_instructions} instructions)")
     for c in ("prompt strict", "inst strict", "prompt loose", "inst loose", "average"):
         table.add_column(c, justify="right")
-    table.add_row(*(f"{x:.2f}" for x in (scores.prompt_strict, scores.inst_strict, scores.prompt_loose,
-                                         scores.inst_loose, scores.average)))
+    if search is not None:
+        table.add_column("", justify="left")
+    rows_out = [(scores, "as answered")] + ([(searched, f"after {search.strategy} search (budget {search.budget}, "
+                                                      f"{spend['replaced']} of {spend['searched']} searched replaced)")]
+                                           if search is not None else [])
+    for sc, label in rows_out:
+        cells = [f"{x:.2f}" for x in (sc.prompt_strict, sc.inst_strict, sc.prompt_loose, sc.inst_loose, sc.average)]
+        table.add_row(*(cells + [label] if search is not None else cells))
     Console().print(table)
     Console(stderr=True).print(f"[dim]scores written to {output}[/dim]")
     return result
