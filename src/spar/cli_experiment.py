@@ -51,3 +51,44 @@ def interfering(
                    + "; ".join(f"{k} accuracy {t[k][last]['accuracy']['mean']:.3f} ± {t[k][last]['accuracy']['sd']:.3f}, "
                                f"factor {t[k][last]['factor']['mean']:.3f}" for k in ("refined", "interfering") if last in t[k]))
     typer.echo(f"report: {out / 'report.html'}")
+
+
+@experiment_app.command("lr-sweep")
+@friendly
+def lr_sweep(
+    pairs: Annotated[Path, typer.Option(help="DPO pairs JSONL (e.g. a run's iter_1/dpo.jsonl)")],
+    heldout: Annotated[Path, typer.Option(help="held-out prompts with checkable constraints (e.g. a run's heldout.jsonl)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder: base/, lr-<value>/, summary.json")] = Path("results/lr-sweep"),
+    model: Annotated[str, typer.Option("--model", "-m", help="the start of every run")] = "embedded",
+    lrs: Annotated[str, typer.Option(help="comma-separated learning rates")] = "1e-6,1e-5,5e-5",
+    epochs: Annotated[float, typer.Option(min=0.01, help="epochs over the pairs")] = 1.0,
+    seed: Annotated[int, typer.Option(help="training seed")] = 0,
+):
+    """The same pairs trained at several learning rates from the same start; each model's held-out
+    pass rate beside signs of movement (answers changed, similarity to the base's) and of collapse
+    (length, distinct bigrams, empty and looping answers). Resumable by learning rate."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from spar.experiments.lr_sweep import SweepSettings, run
+    from spar.io import DataError
+
+    try:
+        rates = [float(x) for x in lrs.split(",") if x.strip()]
+    except ValueError:
+        raise DataError(f"--lrs takes comma-separated numbers, got {lrs!r}") from None
+    if not rates or min(rates) <= 0:
+        raise DataError("--lrs needs at least one learning rate, each above 0")
+    points = run(out, pairs, heldout, model, SweepSettings(learning_rates=rates, epochs=epochs, seed=seed))
+    table = Table(title=f"Learning-rate sweep ({pairs})")
+    cols = ("learning_rate", "prompt_strict", "inst_strict", "changed", "mean_similarity_to_base", "mean_words",
+            "distinct_2", "looping", "empty", "last_loss", "last_margin")
+    for c in cols:
+        table.add_column(c.replace("_", " "), justify="right")
+    for p in points:
+        table.add_row(*("base" if c == "learning_rate" and p[c] is None else ("" if p.get(c) is None else f"{p[c]:g}")
+                        for c in cols))
+    Console().print(table)
+    import json
+
+    typer.echo(json.dumps(points))
