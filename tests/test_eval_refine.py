@@ -134,3 +134,30 @@ def test_eval_ifeval_with_search_reports_both_from_one_run(tmp_path, monkeypatch
     assert s["judge"] == "llm" and s["spend"]["judged_answers"] == 4
     assert s["prompt_strict"] == 100.0 * s["spend"]["replaced"] / 4  # every accepted refinement drops the commas
     assert (tmp_path / "s.search.items.jsonl").exists() and (tmp_path / "s.search.outcomes.jsonl").exists()
+
+
+def test_the_loop_runs_refinement_accuracy_and_llmbar_per_iteration(tmp_path):
+    import pipeline_harness as H
+    from spar.compare import load_run
+
+    bar = tmp_path / "LLMBar"
+    for sub in ("Natural", "Adversarial/Neighbor", "Adversarial/GPTInst", "Adversarial/GPTOut", "Adversarial/Manual"):
+        (bar / sub).mkdir(parents=True)
+        (bar / sub / "dataset.json").write_text(json.dumps([{"input": "Say hi.", "output_1": "Hi.", "output_2": "Bye.",
+                                                             "label": 1}] * 2))
+    run = tmp_path / "run"
+    H.run(run, until="eval", **{"prompts.heldout": 6, "eval.heldout": True, "eval.refine": True, "eval.refine_budget": 3,
+                                "eval.llmbar_data": str(bar), "eval.llmbar_votes": [1, 3], "prompts.min_constraints": 1,
+                                "iterations": 1})
+    for t in (0,):
+        ev = run / f"iter_{t}" / "eval"
+        refine = json.loads((ev / "refine.json").read_text())
+        assert refine["judge_is_the_checkers"] is True  # the harness judges in hybrid mode: labelled
+        assert refine["failed_answers"] == len((ev / "refine.items.jsonl").read_text().splitlines())
+        llmbar = json.loads((ev / "llmbar.json").read_text())
+        assert set(llmbar["by_votes"]) == {"1", "3"} and len((ev / "llmbar.items.jsonl").read_text().splitlines()) == 20
+    r = load_run(run)
+    assert "llmbar" in r["iterations"][0] and "refine" in r["iterations"][0]
+    from spar.compare import compare, markdown
+
+    assert "| refiner | iter |" in markdown(compare([run])).replace("Refiner", "refiner")

@@ -61,6 +61,18 @@ def load_run(run: Path) -> dict[str, Any]:
             if (d / "eval" / f"{bench}.json").exists():
                 it[bench] = read_json(d / "eval" / f"{bench}.json")
                 it[bench + "_outcomes"] = {r["id"]: r["follows_strict"] for r in _jsonl(d / "eval" / f"{bench}.outcomes.jsonl")}
+        if (d / "eval" / "llmbar.json").exists():
+            by_k = read_json(d / "eval" / "llmbar.json")["by_votes"]
+            k = max(by_k, key=int)
+            it["llmbar"] = {"votes": int(k), "accuracy": by_k[k]["Overall (mean of subsets)"]["accuracy"],
+                            "unparseable": by_k[k].get("unparseable")}
+        if (d / "eval" / "refine.json").exists():
+            rf = read_json(d / "eval" / "refine.json")
+            strategy = next((k for k in ("bfs", "dfs", "greedy_search") if k in rf), None)
+            it["refine"] = {"failed": rf.get("failed_answers"), "greedy": (rf.get("greedy") or {}).get("pass"),
+                            "search": (rf.get(strategy) or {}).get("pass") if strategy else None,
+                            "similarity": (rf.get("greedy") or {}).get("mean_similarity"),
+                            "checker_judge": rf.get("judge_is_the_checkers")}
         rows = _jsonl(d / "dpo.jsonl") or _jsonl(d / "sft.jsonl")
         if rows:
             it["rows"] = len(rows)
@@ -150,6 +162,15 @@ def tests_of(result: dict) -> list[list[str]]:
              f"{t['p_value']:.4f}"] for r in result["runs"] for bench, t in r["tests"].items()]
 
 
+def _refiner_cells(it: dict) -> list[str]:
+    def f(x) -> str:
+        return "–" if x is None else str(x)
+
+    lb, rf = it.get("llmbar") or {}, it.get("refine") or {}
+    return [f(lb.get("accuracy")), f(lb.get("votes")), f(lb.get("unparseable")), f(rf.get("failed")), f(rf.get("greedy")),
+            f(rf.get("search")), f(rf.get("similarity")), f(rf.get("checker_judge"))]
+
+
 def markdown(result: dict) -> str:
     def table(head, rows):
         return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(x) + " |" for x in rows])
@@ -158,6 +179,13 @@ def markdown(result: dict) -> str:
     tests = tests_of(result)
     parts.append("\nPrompt-level strict accuracy, last iteration against iteration 0, per prompt:\n\n"
                  + (table(TEST_HEAD, tests) if tests else "(no run has per-prompt outcomes of two iterations)"))
+    refiner = [[Path(r["run"]).name, str(t), *_refiner_cells(it)] for r in result["runs"]
+               for t, it in sorted(r["iterations"].items()) if "llmbar" in it or "refine" in it]
+    if refiner:
+        parts.append("\nThe refiner (the actor where a method has none): LLMBar overall accuracy at the most votes, and the "
+                     "share of failed held-out answers its greedy refinement and its search make pass:\n\n"
+                     + table(["refiner", "iter", "LLMBar acc.", "votes", "unparseable %", "failed answers", "greedy pass %",
+                              "search pass %", "greedy similarity", "search judged by the checkers"], refiner))
     parts.append("\nSpend (calls, new tokens, seconds) is the run's total; – where its manifest predates spend records.")
     return "\n".join(parts) + "\n"
 

@@ -24,11 +24,14 @@ def _iters(run: Path) -> list[tuple[int, Path]]:
 
 
 def scores(run: Path) -> dict[str, dict[int, dict]]:
-    """benchmark -> iteration -> scores (iteration 0 is the base model)."""
+    """benchmark -> iteration -> scores (iteration 0 is the base model), for the benchmarks scored
+    by prompt (IFEval, held-out); the refiner's evaluations (LLMBar, refinement) are in `spar compare`."""
     out: dict[str, dict[int, dict]] = {}
     for t, d in _iters(run):
         for f in sorted((d / "eval").glob("*.json")):
-            out.setdefault(f.stem, {})[t] = read_json(f)
+            got = read_json(f)
+            if isinstance(got, dict) and "prompt_strict" in got:
+                out.setdefault(f.stem, {})[t] = got
     return out
 
 

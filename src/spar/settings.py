@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from spar.io import DataError
 from spar.llm import Sampling
@@ -174,6 +174,21 @@ class EvalSettings(Settings):
     ifeval_data: str | None = None  # IFEval input_data.jsonl; None = skip
     ifeval_limit: int | None = Field(None, ge=1)  # a fixed slice (the first N prompts); None = all 541
     max_new_tokens: int = Field(384, ge=1)
+    # the refiner (the actor, for methods without one) as a judge on LLMBar, pointwise
+    llmbar_data: str | None = None  # LLMBar's Dataset/LLMBar folder; None = skip
+    llmbar_votes: list[int] = Field(default_factory=lambda: [1])  # vote counts, all from one sampling
+    llmbar_limit: int | None = Field(None, ge=1)  # first N pairs of each subset
+    # refinement accuracy of the refiner on the held-out answers the checkers fail (spar.eval.refine),
+    # its search judged as the run's judge is (the checkers allowed here: procedural prompts)
+    refine: bool = False
+    refine_budget: int = Field(6, ge=1)
+
+    @field_validator("llmbar_votes")
+    @classmethod
+    def _votes(cls, v: list[int]) -> list[int]:
+        if not v or min(v) < 1:
+            raise ValueError("llmbar_votes needs at least one number of votes, each at least 1")
+        return sorted(set(v))
 
 
 class RewardSettings(Settings):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from spar.methods.base import Context, Stage
 from spar.progress import console
 from spar import stages as S
@@ -90,4 +92,51 @@ def eval_stages() -> tuple[Stage, ...]:
                      outputs=(f"eval/{name}.json", f"eval/{name}.responses.jsonl", f"eval/{name}.outcomes.jsonl"),
                      settings=settings, models=("actor",), resumable=True, when=when, group="eval")
 
-    return make("heldout"), make("ifeval")
+    def llmbar(ctx: Context) -> None:
+        from spar.eval.llmbar import evaluate_llmbar, load_llmbar
+        from spar.io import write_jsonl, write_text
+        from spar.settings import JudgeSettings
+
+        e = ctx.cfg.eval
+        items = load_llmbar(e.llmbar_data, e.llmbar_limit)
+        cfg = JudgeSettings(votes=max(e.llmbar_votes), mode="llm", max_new_tokens=ctx.cfg.judge.max_new_tokens,
+                            temperature=ctx.cfg.judge.temperature, top_p=ctx.cfg.judge.top_p)
+        by_k, rows = evaluate_llmbar(ctx.backend("refiner"), items, cfg, ks=e.llmbar_votes)
+        write_jsonl(ctx.path("eval/llmbar.items.jsonl"), rows)
+        write_text(ctx.path("eval/llmbar.json"), json.dumps({"benchmark": "llmbar", "model": ctx.model("refiner"),
+                                                               "iteration": ctx.t, "by_votes": {str(k): v for k, v in by_k.items()}},
+                                                              indent=1) + "\n")
+        ctx.spend["llmbar_accuracy"] = by_k[max(by_k)]["Overall (mean of subsets)"]["accuracy"]
+
+    def refine(ctx: Context) -> None:
+        from spar.eval.refine import evaluate_refinement, failed_answers
+        from spar.io import read_jsonl, read_prompts, write_jsonl, write_text
+        from spar.roles.judge import judge
+        from spar.types import Completion, Negative
+
+        prompts = read_prompts(ctx.path("heldout.jsonl"))
+        answers = {r.id: r.completions[0] for r in read_jsonl(ctx.path("eval/heldout.responses.jsonl"), Completion)}
+        wrong = failed_answers(prompts, answers)
+        backend = ctx.backend("refiner")
+        js = judge(backend, [p for p, _ in wrong], [a for _, a in wrong], ctx.cfg.judge, seed=ctx.seed)
+        negs = [Negative(prompt=p, index=0, response=a, judgment=j) for (p, a), j in zip(wrong, js)]
+        scores, rows = (evaluate_refinement(backend, negs, ctx.cfg.judge, ctx.cfg.search.but(budget=ctx.cfg.eval.refine_budget),
+                                            ctx.seed) if negs else ({"failed_answers": 0}, []))
+        write_jsonl(ctx.path("eval/refine.items.jsonl"), rows)
+        write_text(ctx.path("eval/refine.json"), json.dumps({"benchmark": "refine", "source": "heldout",
+                                                               "model": ctx.model("refiner"), "iteration": ctx.t,
+                                                               "judge_is_the_checkers": ctx.cfg.judge.mode != "llm",
+                                                               **scores}, indent=1) + "\n")
+        ctx.spend["refine_greedy_pass"] = scores.get("greedy", {}).get("pass")
+
+    def before(cfg, t: int) -> bool:
+        return t > 0 or cfg.eval.before
+
+    return (make("heldout"), make("ifeval"),
+            Stage("eval:refine", refine, inputs=("heldout.jsonl", "eval/heldout.responses.jsonl"),
+                  outputs=("eval/refine.json", "eval/refine.items.jsonl"), settings=("eval.refine_budget", "judge", "search"),
+                  models=("refiner",), group="eval",
+                  when=lambda cfg, t: before(cfg, t) and cfg.eval.refine and cfg.eval.heldout and cfg.prompts.heldout > 0),
+            Stage("eval:llmbar", llmbar, inputs=("cfg:eval.llmbar_data",), outputs=("eval/llmbar.json", "eval/llmbar.items.jsonl"),
+                  settings=("eval.llmbar_votes", "eval.llmbar_limit", "judge"), models=("refiner",), group="eval",
+                  when=lambda cfg, t: before(cfg, t) and bool(cfg.eval.llmbar_data)))
