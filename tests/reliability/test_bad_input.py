@@ -181,6 +181,15 @@ CASES = [
     Case("sandbox: a program that is not there", {}, ["sandbox", "run", "{d}/f.py", "--call", "evaluate", "--input", "[]"], "f.py: no such file"),
     Case("sandbox: arguments that are not JSON", {"f.py": "def evaluate(r):\n    return True\n"},
          ["sandbox", "run", "{d}/f.py", "--call", "evaluate", "--input", "{oops"], "JSON"),
+    # --- spar eval refine: failed answers in
+    Case("refine: neither negatives nor a benchmark", {}, ["eval", "refine", "-o", "{d}/s.json"], "either --failed"),
+    Case("refine: a negative row of the wrong shape", {"n.jsonl": lines({**NEG, "index": "first"})},
+         ["eval", "refine", "--failed", "{d}/n.jsonl", "-o", "{d}/s.json"], "n.jsonl:1:"),
+    Case("refine: scores written over the negatives", {"n.jsonl": lines(NEG)},
+         ["eval", "refine", "--failed", "{d}/n.jsonl", "-o", "{d}/n.jsonl"], "output is the input"),
+    # --- spar experiment lr-sweep: pairs and held-out prompts in
+    Case("lr-sweep: pairs of the wrong types", {"d.jsonl": lines({**PAIR, "rejected": None}), "h.jsonl": PROMPT},
+         ["experiment", "lr-sweep", "--pairs", "{d}/d.jsonl", "--heldout", "{d}/h.jsonl", "-o", "{d}/o"], "d.jsonl:1:"),
     # --- spar prompts build: only an output, which must be writable
     Case("prompts: fewer constraints at most than at least", {},
          ["prompts", "build", "-o", "{d}/p.jsonl", "--min-constraints", "3", "--max-constraints", "2"], "constraints"),
