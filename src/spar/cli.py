@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from spar.cli_bootstrap import bootstrap_app
-from spar.cli_eval import eval_refine
+from spar.cli_eval import eval_followbench, eval_refine
 from spar.cli_experiment import experiment_app
 from spar.cli_sandbox import sandbox_app
 from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
@@ -104,7 +104,7 @@ def serve(
 
 
 prompts_app = typer.Typer(help="Build instruction prompts with constraints.", no_args_is_help=True)
-eval_app = typer.Typer(help="Evaluate a model: IFEval, LLMBar, refinement.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluate a model: IFEval, LLMBar, FollowBench (rule-checked part), refinement.", no_args_is_help=True)
 app.add_typer(prompts_app, name="prompts")
 app.add_typer(eval_app, name="eval")
 
@@ -222,6 +222,7 @@ def eval_llmbar(
 
 
 eval_app.command("refine")(eval_refine)
+eval_app.command("followbench")(eval_followbench)
 
 tree_app = typer.Typer(help="Look at refinement trees.", no_args_is_help=True)
 app.add_typer(tree_app, name="tree")
