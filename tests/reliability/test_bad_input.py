@@ -187,6 +187,13 @@ CASES = [
          ["eval", "refine", "--failed", "{d}/n.jsonl", "-o", "{d}/s.json"], "n.jsonl:1:"),
     Case("refine: scores written over the negatives", {"n.jsonl": lines(NEG)},
          ["eval", "refine", "--failed", "{d}/n.jsonl", "-o", "{d}/n.jsonl"], "output is the input"),
+    # --- spar eval followbench: the benchmark's files in
+    Case("followbench: a data folder without its files", {"fb": None},
+         ["eval", "followbench", "--data", "{d}/fb", "--rules-only", "--responses", "{d}/fb", "-o", "{d}/s.json"],
+         "content_constraints.json: no such file"),
+    Case("followbench: a file that is not JSON", {"fb/content_constraints.json": "[{", "r.jsonl": ""},
+         ["eval", "followbench", "--data", "{d}/fb", "--rules-only", "--responses", "{d}/r.jsonl", "-o", "{d}/s.json"],
+         "content_constraints.json:1:"),
     # --- spar experiment lr-sweep: pairs and held-out prompts in
     Case("lr-sweep: pairs of the wrong types", {"d.jsonl": lines({**PAIR, "rejected": None}), "h.jsonl": PROMPT},
          ["experiment", "lr-sweep", "--pairs", "{d}/d.jsonl", "--heldout", "{d}/h.jsonl", "-o", "{d}/o"], "d.jsonl:1:"),
