@@ -45,23 +45,25 @@ def eval_refine(
     for src in (failed, responses, data):
         if src is not None:
             refuse_same_path(src, output, items_path)
-    source = "procedural" if failed is not None else "ifeval"
-    check_judge(judge_mode, source if failed is None else _source_of(failed))
+    if failed is not None:
+        negatives = read_jsonl(failed, Negative)
+        check_judge(judge_mode, _source_of(negatives))
+    else:
+        check_judge(judge_mode, "ifeval")
+        if responses is None:
+            raise DataError("--data needs --responses: the answers to refine")
     judge_cfg = JudgeSettings(votes=votes, mode=judge_mode)
     search = SearchSettings(strategy=strategy, budget=budget, max_new_tokens=max_new_tokens)
     backend = _backend(model, batch_size, dtype=dtype)
     t0 = time.perf_counter()
-    if failed is not None:
-        negatives = read_jsonl(failed, Negative)
-    else:
-        if responses is None:
-            raise DataError("--data needs --responses: the answers to refine")
+    if failed is None:
         from spar.eval.ifeval import load_ifeval, read_responses
 
         prompts = load_ifeval(data)
         wrong = failed_answers(prompts, read_responses(responses, prompts))
         negatives = as_negatives(backend, wrong[:limit] if limit else wrong, judge_cfg.but(mode="llm"), seed)
-    negatives = negatives[:limit] if limit else negatives
+    else:
+        negatives = negatives[:limit] if limit else negatives
     if not negatives:
         raise DataError("no failed answers to refine")
     scores, rows = evaluate_refinement(backend, negatives, judge_cfg, search, seed)
@@ -79,12 +81,9 @@ def eval_refine(
     typer.echo(f"wrote {output} and {items_path}", err=True)
 
 
-def _source_of(path: Path) -> str:
+def _source_of(negatives: list) -> str:
     """procedural when every negative's prompt came from spar's builder, else the prompts' source."""
-    from spar.io import read_jsonl
-    from spar.types import Negative
-
-    sources = {n.prompt.source for n in read_jsonl(path, Negative)}
+    sources = {n.prompt.source for n in negatives}
     return "procedural" if all(s.startswith("procedural") for s in sources) else ", ".join(sorted(sources))
 
 

@@ -68,7 +68,7 @@ def load_run(run: Path) -> dict[str, Any]:
                             "unparseable": by_k[k].get("unparseable")}
         if (d / "eval" / "refine.json").exists():
             rf = read_json(d / "eval" / "refine.json")
-            strategy = next((k for k in ("bfs", "dfs", "greedy_search") if k in rf), None)
+            strategy = next((k for k in ("bfs", "dfs") if k in rf), None)
             it["refine"] = {"failed": rf.get("failed_answers"), "greedy": (rf.get("greedy") or {}).get("pass"),
                             "search": (rf.get(strategy) or {}).get("pass") if strategy else None,
                             "similarity": (rf.get("greedy") or {}).get("mean_similarity"),

@@ -125,9 +125,9 @@ def read_train_rows(kind: str, data: Path) -> list[dict]:
 
 def model_path(model: str) -> str:
     """The weights a model string names (``embedded`` resolves to its local safetensors copy)."""
-    if model in ("embedded", "qwen-coder"):
-        from spar.llm.embedded import packaged_model_path
+    from spar.llm.embedded import PACKAGED, packaged_model_path
 
+    if model in PACKAGED:
         return str(packaged_model_path(model))
     return model
 

@@ -106,7 +106,6 @@ def check_judge(mode: str, source: str) -> None:
                         "training-time judge")
 
 
-
 def search_at_inference(refiner: Backend, prompts: Sequence[Prompt], answers: dict[str, str], judge_cfg: JudgeSettings,
                         search: SearchSettings, seed: int = 0) -> tuple[dict[str, str], list[dict], dict]:
     """Tree search at inference time: the refiner judges each answer; an answer it rejects is
@@ -115,21 +114,19 @@ def search_at_inference(refiner: Backend, prompts: Sequence[Prompt], answers: di
     import time
 
     t0 = time.perf_counter()
-    asked = [p for p in prompts if p.id in answers]
-    js = judge(refiner, asked, [answers[p.id] for p in asked], judge_cfg, seed=seed)
-    negatives = [Negative(prompt=p, index=0, response=answers[p.id], judgment=j) for p, j in zip(asked, js)
-                 if j.follows is False]
+    judged = as_negatives(refiner, [(p, answers[p.id]) for p in prompts if p.id in answers], judge_cfg, seed)
+    negatives = [n for n in judged if n.judgment.follows is False]
     searcher = Searcher(refiner, judge_cfg, search, seed)
     trees = {t.prompt_id: t for t in searcher.run(negatives)}
     final, rows = dict(answers), []
-    for p, j in zip(asked, js):
-        t = trees.get(p.id)
-        text, accepted = _final(t) if t is not None else (answers[p.id], False)
-        final[p.id] = text
-        rows.append({"id": p.id, "judged": {True: "yes", False: "no", None: "undecided"}[j.follows],
+    for n in judged:
+        t = trees.get(n.prompt.id)
+        text, accepted = _final(t) if t is not None else (n.response, False)
+        final[n.prompt.id] = text
+        rows.append({"id": n.prompt.id, "judged": {True: "yes", False: "no", None: "undecided"}[n.judgment.follows],
                      "searched": t is not None, "replaced": accepted, "nodes": len(t.nodes) - 1 if t else 0,
-                     "original": answers[p.id], "final": text})
-    spend = {"seconds": round(time.perf_counter() - t0, 1), "judged_answers": len(asked), "searched": len(negatives),
+                     "original": n.response, "final": text})
+    spend = {"seconds": round(time.perf_counter() - t0, 1), "judged_answers": len(judged), "searched": len(negatives),
              "replaced": sum(r["replaced"] for r in rows), "nodes": sum(r["nodes"] for r in rows),
              "refiner_calls": searcher.calls + (1 if judge_cfg.mode != "verifier" else 0)}
     return final, rows, spend

@@ -147,8 +147,9 @@ class BackendOptions:
 def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
     """Build the backend a model string names (heavy imports happen here, not at import time)."""
     options = options or BackendOptions()
-    if model in ("embedded", "qwen-coder"):  # spar.llm.embedded.PACKAGED
-        from spar.llm.embedded import packaged_model_path
+    from spar.llm.embedded import PACKAGED, packaged_model_path  # no heavy imports
+
+    if model in PACKAGED:
         from spar.llm.hf import HFBackend
 
         return HFBackend(str(packaged_model_path(model)), options, name=model)

@@ -109,17 +109,14 @@ def eval_stages() -> tuple[Stage, ...]:
         ctx.spend["llmbar_accuracy"] = by_k[max(by_k)]["Overall (mean of subsets)"]["accuracy"]
 
     def refine(ctx: Context) -> None:
-        from spar.eval.refine import evaluate_refinement, failed_answers
+        from spar.eval.refine import as_negatives, evaluate_refinement, failed_answers
         from spar.io import read_jsonl, read_prompts, write_jsonl, write_text
-        from spar.roles.judge import judge
-        from spar.types import Completion, Negative
+        from spar.types import Completion
 
         prompts = read_prompts(ctx.path("heldout.jsonl"))
         answers = {r.id: r.completions[0] for r in read_jsonl(ctx.path("eval/heldout.responses.jsonl"), Completion)}
-        wrong = failed_answers(prompts, answers)
         backend = ctx.backend("refiner")
-        js = judge(backend, [p for p, _ in wrong], [a for _, a in wrong], ctx.cfg.judge, seed=ctx.seed)
-        negs = [Negative(prompt=p, index=0, response=a, judgment=j) for (p, a), j in zip(wrong, js)]
+        negs = as_negatives(backend, failed_answers(prompts, answers), ctx.cfg.judge, ctx.seed)
         scores, rows = (evaluate_refinement(backend, negs, ctx.cfg.judge, ctx.cfg.search.but(budget=ctx.cfg.eval.refine_budget),
                                             ctx.seed) if negs else ({"failed_answers": 0}, []))
         write_jsonl(ctx.path("eval/refine.items.jsonl"), rows)
