@@ -29,6 +29,17 @@ def script(chat, sampling, k):
         return f"{parent.replace(',', '')} v{_h(text, i) % 97}[[end]]"
     if "Write one instruction per line" in text:  # AutoIF: new instructions
         return "- Write every word in lowercase.\n- Answer in exactly five words.\n- Use no commas at all."
+    if "Reply with the code only." in text:  # AutoIF, split requests: a function alone
+        body = ("return response == response.lower()" if "lowercase" in text else
+                "return ',' not in response" if "no commas" in text.lower() else "return undefined_helper(response)")
+        return f"Here it is:\n```python\ndef evaluate(response):\n    # sample {i}\n    {body}\n```"
+    if "Reply with the text only." in text:  # AutoIF, split requests: one case text, labelled by the request
+        follows = "that obeys the rule" in text
+        if "lowercase" in text:
+            return f"all lower words {i}" if follows else f"Some Capitals {i}"
+        if "no commas" in text.lower():
+            return f'"a{i} b c"' if follows else f"a{i}, b, c"
+        return f"plain text {i}"
     if "Write a function `evaluate(response)`" in text:  # AutoIF: a function and three cases per sample
         if "lowercase" in text:
             body, cases = "return response == response.lower()", [(f"abc {i}", True), (f"Abc {i}", False), (f"x{i} y", True)]

@@ -19,6 +19,16 @@ def test_instruction_lines_and_function_samples_parse_as_the_reference_reads_the
     assert A.parse_function_sample(json.dumps({"func": "def other(x): return True", "cases": []})) is None
 
 
+def test_split_requests_parse_code_alone_and_case_texts():
+    code = A.parse_function_code("Sure:\n```python\nimport requests\ndef evaluate(response):\n    return True\n```\nDone.")
+    assert code == "def evaluate(response):\n    return True\n"
+    assert A.parse_function_code("def evaluate(r):\n    return r.islower()") == "def evaluate(r):\n    return r.islower()\n"
+    assert A.parse_function_code("```python\ndef check(r): return True\n```") is None
+    assert A.parse_function_code("```python\ndef evaluate(r):\n    return 1") == "def evaluate(r):\n    return 1\n"  # cut off
+    assert A.parse_case('"it is raining?"') == "it is raining?" and A.parse_case("```\nabc\n```") == "abc"
+    assert A.parse_case("  ") is None and A.parse_case("x" * 1001) is None
+
+
 def _samples(funcs, cases):
     """One sample per function; the cases spread over them (each case once)."""
     return [A.FunctionSample(f, list(cases[i::len(funcs)])) for i, f in enumerate(funcs)]
@@ -116,3 +126,29 @@ def test_autoif_runs_its_stages_and_counts_every_filter(tmp_path):
         f = next(x for x in fb if x["id"] == p["origin"]["input"])
         rate = dict(zip(f["completions"], f["pass_rates"]))
         assert rate[p["chosen"][0]["content"]] >= 0.5 and rate[p["rejected"][0]["content"]] == 0
+
+
+def test_autoif_split_requests_label_cases_by_the_request(tmp_path):
+    import pipeline_harness as H
+    from spar.sandbox import check
+
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine")
+    over = {"method": "autoif", "autoif.requests": "split", "autoif.max_instructions": 10, "autoif.function_samples": 3,
+            "autoif.case_samples": 5, "autoif.queries": 1, "autoif.wall_seconds": 2.0}
+    H.run(tmp_path, until="verify", **over)
+    d = tmp_path / "iter_1"
+    rows = [json.loads(x) for x in (d / "functions.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and all(len(r["samples"]) == 3 and r["unparsed"] == 0 for r in rows)
+    low = next(r for r in rows if "lowercase" in r["instruction"])
+    cases = low["samples"][0]["cases"]
+    assert len(cases) == 10 and sum(c[1] for c in cases) == 5
+    assert all(c[0].startswith("all lower words") == c[1] for c in cases)  # each labelled by its request
+    stats = json.loads((tmp_path / "manifest.json").read_text())["stages"]["iter_1:functions"]
+    assert stats["case_samples"] == 100 and stats["parsed"] == 30 and stats["cases"] == 100
+    verified = {v["instruction"]: v for v in map(json.loads, (d / "verified.jsonl").read_text().splitlines())}
+    # five texts per label and three distinct functions reach the code rules' 10 cases; only the
+    # instructions whose function works survive
+    kept = [i for i, v in verified.items() if not v["reason"]]
+    assert kept and all("lowercase" in i or "no commas" in i.lower() for i in kept)
+    assert all(len(verified[i]["cases"]) == 10 for i in kept)

@@ -233,6 +233,10 @@ class AutoIFSettings(Settings):
     augment_samples: int = Field(4, ge=1)  # augmentation requests
     max_instructions: int = Field(32, ge=1)  # instructions taken on (seeds first)
     function_samples: int = Field(4, ge=1)  # function + 3 cases samples per instruction
+    # joint: one request for a function and its cases (the spec); split: the function alone, and
+    # case_samples texts asked to follow and as many asked to break the instruction (for small teachers)
+    requests: Literal["joint", "split"] = "joint"
+    case_samples: int = Field(6, ge=1)  # split: texts per label per instruction
     rules: Literal["code", "paper"] = "code"
     min_functions: int = Field(3, ge=1)
     min_cases: int = Field(10, ge=1)

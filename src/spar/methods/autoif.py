@@ -60,6 +60,8 @@ def _instructions(ctx: Context) -> None:
 
 def _functions(ctx: Context) -> None:
     rows = [json.loads(x) for x in ctx.path("instructions.jsonl").read_text().splitlines()]
+    if ctx.cfg.autoif.requests == "split":
+        return _functions_split(ctx, rows)
     chats = [T.autoif_chat(T.AUTOIF_FUNCTION, instruction=r["instruction"]) for r in rows]
     replies = _teacher(ctx).generate(chats, _sampling(ctx, ctx.cfg.autoif.function_samples)) if chats else []
     out, parsed = [], 0
@@ -69,6 +71,29 @@ def _functions(ctx: Context) -> None:
         out.append({**r, "samples": [{"func": s.func, "cases": s.cases} for s in samples], "unparsed": len(reps) - len(samples)})
     write_jsonl(ctx.path("functions.jsonl"), out)
     ctx.spend.update(samples=sum(len(x) for x in replies), parsed=parsed)
+
+
+def _functions_split(ctx: Context, rows: list[dict]) -> None:
+    """``autoif.requests=split``: the function in a code-only request, and the test cases as texts
+    the teacher was asked to write following (label True) or breaking (False) the instruction. The
+    same rows as the joint request: the first function sample carries the instruction's cases."""
+    a, teacher = ctx.cfg.autoif, _teacher(ctx)
+    fchats = [T.autoif_chat(T.AUTOIF_FUNCTION_CODE, instruction=r["instruction"]) for r in rows]
+    cchats = [T.autoif_chat(T.AUTOIF_CASE, instruction=r["instruction"], how=how)
+              for r in rows for how in ("obeys", "breaks")]
+    freplies = teacher.generate(fchats, _sampling(ctx, a.function_samples)) if rows else []
+    creplies = teacher.generate(cchats, _sampling(ctx, a.case_samples)) if rows else []
+    out, parsed, case_texts = [], 0, 0
+    for i, (r, reps) in enumerate(zip(rows, freplies)):
+        funcs = [f for f in map(A.parse_function_code, reps) if f is not None]
+        cases = [(t, label) for label, reps_c in ((True, creplies[2 * i]), (False, creplies[2 * i + 1]))
+                 for t in map(A.parse_case, reps_c) if t is not None]
+        parsed, case_texts = parsed + len(funcs), case_texts + len(cases)
+        samples = [{"func": f, "cases": cases if k == 0 else []} for k, f in enumerate(funcs)]
+        out.append({**r, "samples": samples, "unparsed": len(reps) - len(funcs)})
+    write_jsonl(ctx.path("functions.jsonl"), out)
+    ctx.spend.update(samples=sum(len(x) for x in freplies), parsed=parsed,
+                     case_samples=sum(len(x) for x in creplies), cases=case_texts)
 
 
 def _pool(ctx: Context):

@@ -204,6 +204,12 @@ Write a function `evaluate(response)` that returns True if the string `response`
 ```
 Now write the JSON object for the instruction above."""
 
+# autoif.requests=split: the function alone, and each test case its own request (labelled by what was
+# asked), for small teachers that copy the joint request's worked example instead of following it
+AUTOIF_FUNCTION_CODE = """Write a Python function `evaluate(response)` that returns True if a text obeys the rule "{instruction}" and False if it breaks the rule. Reply with the code only."""
+
+AUTOIF_CASE = """Write a short text, one to three sentences on any topic, that {how} the rule "{instruction}". Reply with the text only."""
+
 AUTOIF_BACK = """Here are Python functions that check a response. Read each and write, for each one, the instruction it checks, in one sentence. Answer with a JSON list of strings only.
 
 {functions}"""

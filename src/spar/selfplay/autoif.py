@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 _JSON_BLOCK = re.compile(r"```json\s*(.*?)```", re.DOTALL)
+_FENCE = re.compile(r"```[\w+-]*\n?(.*?)(?:```|$)", re.DOTALL)
 _BANNED_LINE = re.compile(r"download|requests")  # the reference's filter; the sandbox is what protects
 
 
@@ -59,8 +60,7 @@ def parse_function_sample(reply: str) -> FunctionSample | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("func"), str):
         return None
-    src = data["func"].replace("\\n", "\n")
-    src = "\n".join(line for line in src.splitlines() if not _BANNED_LINE.search(line))
+    src = _drop_banned(data["func"].replace("\\n", "\n"))
     if "def evaluate" not in src:
         return None
     cases = []
@@ -68,6 +68,30 @@ def parse_function_sample(reply: str) -> FunctionSample | None:
         if isinstance(c, dict) and isinstance(c.get("input"), str) and isinstance(c.get("output"), bool):
             cases.append((c["input"], c["output"]))
     return FunctionSample(src, cases)
+
+
+def _drop_banned(src: str) -> str:
+    return "\n".join(line for line in src.splitlines() if not _BANNED_LINE.search(line))
+
+
+def parse_function_code(reply: str) -> str | None:
+    """The source of ``evaluate`` from a code-only reply (``autoif.requests=split``): the first
+    fenced block, or the whole reply; None without ``def evaluate``. Banned lines dropped as above."""
+    m = _FENCE.search(reply)
+    src = _drop_banned((m.group(1) if m else reply).strip("\n"))
+    if "def evaluate" not in src:
+        return None
+    return src.rstrip() + "\n"
+
+
+def parse_case(reply: str, limit: int = 1000) -> str | None:
+    """A test-case text from a text-only reply: fences and one pair of enclosing quotes taken off;
+    None when empty or longer than ``limit`` characters."""
+    m = _FENCE.search(reply)
+    text = (m.group(1) if m else reply).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+        text = text[1:-1].strip()
+    return text if text and len(text) <= limit else None
 
 
 def call_key(func: str, text: str) -> str:
