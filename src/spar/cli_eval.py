@@ -91,32 +91,46 @@ def _source_of(negatives: list) -> str:
 def eval_followbench(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="model string; omit with --responses")] = None,
     data: Annotated[Path, typer.Option(help="FollowBench's data/ folder (the six *_constraints.json files)")] = Path("followbench/data"),
-    rules_only: Annotated[bool, typer.Option("--rules-only", help="score the 350 of 820 items that rules check (needed for now: the LLM-judged part is not built)")] = False,
+    judge: Annotated[Optional[str], typer.Option(help="model string of the judge for the 470 items rules do not check (openai:URL#MODEL, a local model, ...)")] = None,
+    rules_only: Annotated[bool, typer.Option("--rules-only", help="score only the 350 of 820 items that rules check (offline, no judge)")] = False,
     responses: Annotated[Optional[Path], typer.Option(help="score this responses file (spar rows, id FILE:EXAMPLE:LEVEL) instead of generating")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="first N items only")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses and per-item outcomes go beside it")] = Path("followbench_scores.json"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses, judge replies and per-item outcomes go beside it")] = Path("followbench_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per answer")] = 384,
+    judge_max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per judge reply")] = 512,
     batch_size: Annotated[int, typer.Option(min=1, help="prompts per forward pass")] = 16,
     dtype: DtypeOpt = None,
 ):
-    """FollowBench, English: HSR per level 1-5 and per constraint file, and CSL, on the items rules
-    check (350 of 820; the LLM-judged 470 are not built yet, so --rules-only is required)."""
+    """FollowBench, English: HSR and SSR per level 1-5 and per constraint file, and CSL. 350 of the
+    820 items are checked by rules; the other 470 by --judge, which answers YES/NO per added
+    constraint (a reply that does not parse counts as a failure and is reported apart). Answers and
+    judge replies are saved as they come: a rerun resumes."""
     from rich.console import Console
     from rich.table import Table
 
-    from spar.eval.followbench import check, dumps, load_followbench, outcome_rows, scores
+    from spar.eval.followbench import dumps, evaluate_followbench, load_followbench
     from spar.io import DataError, read_jsonl, refuse_same_path, write_jsonl, write_text
     from spar.types import Completion, Message, Prompt
 
-    if not rules_only:
-        raise DataError("the LLM-judged part of FollowBench (470 of 820 items) is not built yet; pass --rules-only to "
-                        "score the 350 items that rules check")
+    if not rules_only and not judge:
+        raise DataError("470 of FollowBench's 820 items need an LLM judge: pass --judge MODEL (e.g. openai:URL#MODEL), "
+                        "or --rules-only to score the 350 items that rules check")
+    if rules_only and judge:
+        raise DataError("--rules-only and --judge exclude each other")
     outcomes, resp_path = output.with_suffix(".outcomes.jsonl"), output.with_suffix(".responses.jsonl")
+    judge_path = output.with_suffix(".judge.jsonl")
     if responses is not None:
-        refuse_same_path(responses, output, outcomes)
-    items = [it for it in load_followbench(data) if it.rule_checked]
+        refuse_same_path(responses, output, outcomes, judge_path)
+    items = [it for it in load_followbench(data) if it.rule_checked or not rules_only]
     items = items[:limit] if limit else items
     t0 = time.perf_counter()
+    made: dict[str, object] = {}
+
+    def backend(name: str):
+        if name not in made:
+            made[name] = _backend(name, batch_size, dtype=dtype)
+        return made[name]
+
     if responses is not None:
         answers = {r.id: r.completions[0] for r in read_jsonl(responses, Completion)}
     else:
@@ -127,20 +141,24 @@ def eval_followbench(
 
         prompts = [Prompt(id=it.id, messages=[Message(role="user", content=it.instruction)], source="followbench")
                    for it in items]
-        rows = generate_file(_backend(model, batch_size, dtype=dtype), prompts, resp_path,
-                             Sampling(max_new_tokens=max_new_tokens), chunk=batch_size * 4)
+        rows = generate_file(backend(model), prompts, resp_path, Sampling(max_new_tokens=max_new_tokens), chunk=batch_size * 4)
         answers = {r.id: r.completions[0] for r in rows}
-    verdicts = {it.id: check(it, answers[it.id]) for it in items if it.id in answers}
-    result = {"benchmark": "followbench", "part": "rules only", "model": model,
-              "responses": str(responses or resp_path), "seconds": round(time.perf_counter() - t0, 1),
-              **scores(items, verdicts)}
-    write_jsonl(outcomes, outcome_rows(items, answers, verdicts))
+    scored, rows = evaluate_followbench(items, answers, backend(judge) if judge else None, judge_path,
+                                        judge_max_new_tokens, chunk=batch_size * 4)
+    result = {"benchmark": "followbench", "part": "rules only" if rules_only else "rules and judge", "model": model,
+              "judge": judge, "responses": str(responses or resp_path), "seconds": round(time.perf_counter() - t0, 1),
+              **scored}
+    write_jsonl(outcomes, rows)
     write_text(output, dumps(result))
-    table = Table(title=f"FollowBench, rule-checked items only ({result['items']} of 820): HSR % per level")
+    what = "rule-checked items only" if rules_only else f"rules + judge {judge}"
+    table = Table(title=f"FollowBench, {what} ({result['items']} of 820): HSR % per level (SSR in the last row)")
     for c in ("file", "L1", "L2", "L3", "L4", "L5"):
         table.add_column(c, justify="right")
     for name, per in result["hsr_by_file"].items():
         table.add_row(name, *("–" if per[lv] is None else f"{per[lv]:.1f}" for lv in range(1, 6)))
-    table.add_row("all", *("–" if v is None else f"{v:.1f}" for v in result["hsr_by_level"].values()))
+    table.add_row("all (HSR)", *("–" if v is None else f"{v:.1f}" for v in result["hsr_by_level"].values()))
+    table.add_row("all (SSR)", *("–" if v is None else f"{v:.1f}" for v in result["ssr_by_level"].values()))
     Console().print(table)
+    if result["judged_items"]:
+        typer.echo(f"judge replies that did not parse: {result['judge_unparsed']} of {result['judged_items']} (scored as failures)", err=True)
     typer.echo(f"CSL {result['csl']} over {result['csl_examples']} examples; scores in {output}", err=True)

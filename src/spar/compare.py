@@ -66,6 +66,10 @@ def load_run(run: Path) -> dict[str, Any]:
             k = max(by_k, key=int)
             it["llmbar"] = {"votes": int(k), "accuracy": by_k[k]["Overall (mean of subsets)"]["accuracy"],
                             "unparseable": by_k[k].get("unparseable")}
+        if (d / "eval" / "followbench.json").exists():
+            fb = read_json(d / "eval" / "followbench.json")
+            it["followbench"] = {"items": fb.get("items"), "hsr": fb.get("hsr_mean"), "ssr": fb.get("ssr_mean"),
+                                 "csl": fb.get("csl"), "judge": fb.get("judge"), "unparsed": fb.get("judge_unparsed")}
         if (d / "eval" / "refine.json").exists():
             rf = read_json(d / "eval" / "refine.json")
             strategy = next((k for k in ("bfs", "dfs") if k in rf), None)
@@ -186,6 +190,12 @@ def markdown(result: dict) -> str:
                      "share of failed held-out answers its greedy refinement and its search make pass:\n\n"
                      + table(["refiner", "iter", "LLMBar acc.", "votes", "unparseable %", "failed answers", "greedy pass %",
                               "search pass %", "greedy similarity", "search judged by the checkers"], refiner))
+    fbench = [[Path(r["run"]).name, str(t)] + ["–" if v is None else str(v) for v in it["followbench"].values()]
+              for r in result["runs"] for t, it in sorted(r["iterations"].items()) if "followbench" in it]
+    if fbench:
+        parts.append("\nFollowBench (the actor; HSR and SSR are means over levels 1-5, on the items scored: 350 of 820 "
+                     "without a judge):\n\n" + table(["run", "iter", "items", "HSR %", "SSR %", "CSL", "judge",
+                                                       "judge replies unparsed"], fbench))
     parts.append("\nSpend (calls, new tokens, seconds) is the run's total; – where its manifest predates spend records.")
     return "\n".join(parts) + "\n"
 

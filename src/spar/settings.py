@@ -178,6 +178,11 @@ class EvalSettings(Settings):
     llmbar_data: str | None = None  # LLMBar's Dataset/LLMBar folder; None = skip
     llmbar_votes: list[int] = Field(default_factory=lambda: [1])  # vote counts, all from one sampling
     llmbar_limit: int | None = Field(None, ge=1)  # first N pairs of each subset
+    # FollowBench (English): the actor's answers, rules for 350 items and followbench_judge (a model
+    # string) for the other 470; None = the rule-checked items only
+    followbench_data: str | None = None  # FollowBench's data/ folder; None = skip
+    followbench_judge: str | None = None
+    followbench_limit: int | None = Field(None, ge=1)  # first N items
     # refinement accuracy of the refiner on the held-out answers the checkers fail (spar.eval.refine),
     # its search judged as the run's judge is (the checkers allowed here: procedural prompts)
     refine: bool = False

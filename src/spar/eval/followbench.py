@@ -1,4 +1,4 @@
-"""FollowBench (English), the items that rules can check.
+"""FollowBench (English): 350 of its 820 scored items checked by rules, the other 470 by an LLM judge.
 
 FollowBench builds each example in five levels, each adding one constraint to the one before. 350
 of its 820 scored English items are checked by rules in the upstream evaluation: every item of the
@@ -6,13 +6,18 @@ example-constraint file (the answer must fit the demonstrated template), the ite
 task has a known answer or a countable form (E2E, WIKIEVENTS, CoNLL-2003, text editing, CNN/DM,
 XSum, SAMSum, Gigaword, arXiv summaries, BBH logical and date questions, GSM8K, a made-up spatial
 task) and two format examples (ids 22 and 30). The rules here follow the upstream semantics,
-quirks included (written anew: the upstream code is not copied); the other 470 items need an LLM
-judge, which is not built yet.
+quirks included (written anew: the upstream code is not copied).
 
-Metrics on the rule items: HSR per level (share of items whose constraints all hold: a rule gives
-one verdict per item, so SSR equals HSR here), per constraint file, and CSL (per example, how many
-consecutive levels from level 1 are satisfied, averaged over examples whose five levels are all
-rule-checked).
+The other 470 go to a judge model, as upstream does: it is shown the example's constraint-evolution
+path (the level-0 instruction, then each level's instruction up to the item's), the answer, and asked
+for a last line holding a list of one YES or NO per added constraint. A reply whose last line is not
+such a list of the right length is *unparsed*: scored as a failure (all NO) and counted apart, never
+guessed (upstream leaves those to be fixed by hand).
+
+Metrics: HSR per level (share of items whose constraints all hold), SSR per level (share of
+constraints that hold: for a rule item its one verdict stands for all its constraints, so SSR equals
+HSR there), both per constraint file too, and CSL (per example, how many consecutive levels from
+level 1 are satisfied, averaged over examples whose five levels all have a verdict).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class Item:
     source: str
     instruction: str
     target: str
+    path: tuple[str, ...] = ()  # the example's instructions of levels 0..level (what the judge is shown)
 
     @property
     def id(self) -> str:
@@ -53,20 +59,27 @@ class Item:
 
 
 def load_followbench(root: str | Path) -> list[Item]:
-    """The scored items (levels 1-5) of the six English constraint files."""
+    """The scored items (levels 1-5) of the six English constraint files, each with its example's
+    constraint-evolution path."""
     items = []
     for name in FILES:
         path = Path(root) / f"{name}_constraints.json"
         if not path.exists():
             raise DataError(f"{path}: no such file (pass --data pointing at FollowBench's data/ folder)")
         rows = read_json(path)
+        levels: dict[int, dict[int, str]] = defaultdict(dict)
+        parsed = []
         for k, r in enumerate(rows):
             try:
-                if int(r["level"]) > 0:
-                    items.append(Item(name, int(r["example_id"]), int(r["level"]), str(r["source"]), r["instruction"],
-                                      str(r["target"])))
+                ex, lv = int(r["example_id"]), int(r["level"])
+                levels[ex][lv] = str(r["instruction"])
+                parsed.append((ex, lv, str(r["source"]), str(r["instruction"]), str(r["target"])))
             except (KeyError, TypeError, ValueError) as e:
                 raise DataError(f"{path}: row {k}: not a FollowBench item ({type(e).__name__}: {e})") from None
+        for ex, lv, source, instruction, target in parsed:
+            if lv > 0:
+                trail = tuple(levels[ex][j] for j in range(lv + 1) if j in levels[ex])
+                items.append(Item(name, ex, lv, source, instruction, target, trail))
     return items
 
 
@@ -198,12 +211,67 @@ def check(item: Item, generation: str) -> bool:
     raise DataError(f"FollowBench {item.id}: not a rule-checked item")
 
 
-def scores(items: list[Item], verdicts: dict[str, bool]) -> dict:
+# -- the LLM judge (the 470 items rules do not check) ----------------------------------------------
+
+_KIND = {"content": "content constraint", "situation": "situation constraint (the situation or background the task is set in)",
+         "style": "style constraint", "format": "format constraint", "mixed": "constraint", "example": "constraint"}
+_LIST = re.compile(r"\[[^\[\]]*\]")
+
+
+def judge_prompt(item: Item, answer: str) -> str:
+    """What the judge is asked for one item: the evolution path, the answer, and a last line with one
+    YES or NO per added constraint (spar's wording of the upstream protocol)."""
+    n, kind = item.level, _KIND[item.file]
+    if len(item.path) != n + 1:
+        raise DataError(f"FollowBench {item.id}: its example has no level-0..{n} path to show the judge")
+    parts = [f"An instruction was made harder one step at a time: each step added one {kind}.", "",
+             "[Starting instruction]", item.path[0], ""]
+    for j in range(1, n + 1):
+        parts += [f"[After step {j}: {j} constraint{'s' if j > 1 else ''} added]", item.path[j], ""]
+    parts += [f"[Answer to the instruction after step {n}]", answer, "",
+              f"First name the {n} added constraint{'s' if n > 1 else ''}, one per step. Then decide, for each, whether "
+              "the answer satisfies it. On the last line write only a Python list of "
+              f"{n} string{'s' if n > 1 else ''}, each \"YES\" or \"NO\", in step order."]
+    return "\n".join(parts)
+
+
+def parse_judge(reply: str, level: int) -> list[bool] | None:
+    """One bool per added constraint from the reply's last non-empty line: a list of exactly
+    ``level`` "YES"/"NO" strings, any case (a bare YES or NO is accepted at level 1, as upstream does);
+    None for anything else. Read with ``ast.literal_eval``, never evaluated."""
+    lines = [x for x in reply.strip().splitlines() if x.strip() and not re.fullmatch(r"\s*```\w*\s*", x)]  # fences skipped
+    if not lines:
+        return None
+    last = lines[-1].strip().strip("`*").strip()
+    found = _LIST.findall(last)
+    if found:
+        try:
+            got = ast.literal_eval(found[-1])
+        except (ValueError, SyntaxError):
+            return None
+        if isinstance(got, (list, tuple)) and len(got) == level and all(isinstance(x, str) and x.strip().upper() in ("YES", "NO") for x in got):
+            return [x.strip().upper() == "YES" for x in got]
+        return None
+    if level == 1:
+        words = set(re.findall(r"\b(YES|NO)\b", last))
+        if len(words) == 1:
+            return [words.pop() == "YES"]
+    return None
+
+
+def scores(items: list[Item], verdicts: dict[str, bool], soft: dict[str, float] | None = None) -> dict:
     """HSR per level and per file, CSL over fully rule-checked examples, on the items with a verdict."""
     def pct(xs: list[bool]) -> float | None:
         return round(100 * sum(xs) / len(xs), 2) if xs else None
 
+    soft = soft or {}
+
+    def share(xs: list[float]) -> float | None:
+        return round(100 * sum(xs) / len(xs), 2) if xs else None
+
     scored = [it for it in items if it.id in verdicts]
+    ssr = {it.id: soft.get(it.id, float(verdicts[it.id])) for it in scored}
+    ssr_by_level = {lv: share([ssr[it.id] for it in scored if it.level == lv]) for lv in range(1, 6)}
     by_level = {lv: pct([verdicts[it.id] for it in scored if it.level == lv]) for lv in range(1, 6)}
     by_file = {f: {lv: pct([verdicts[it.id] for it in scored if it.file == f and it.level == lv]) for lv in range(1, 6)}
                for f in FILES}
@@ -219,12 +287,61 @@ def scores(items: list[Item], verdicts: dict[str, bool]) -> dict:
             csl.append(n)
     return {"items": len(scored), "of": 820, "hsr_by_level": by_level,
             "hsr_mean": round(sum(v for v in by_level.values() if v is not None) / max(1, sum(v is not None for v in by_level.values())), 2),
-            "hsr_by_file": by_file, "csl": round(sum(csl) / len(csl), 3) if csl else None, "csl_examples": len(csl)}
+            "hsr_by_file": by_file, "ssr_by_level": ssr_by_level,
+            "ssr_mean": round(sum(v for v in ssr_by_level.values() if v is not None) / max(1, sum(v is not None for v in ssr_by_level.values())), 2),
+            "ssr_by_file": {f: {lv: share([ssr[it.id] for it in scored if it.file == f and it.level == lv]) for lv in range(1, 6)}
+                            for f in FILES},
+            "csl": round(sum(csl) / len(csl), 3) if csl else None, "csl_examples": len(csl)}
 
 
-def outcome_rows(items: list[Item], answers: dict[str, str], verdicts: dict[str, bool]) -> list[dict]:
-    return [{"id": it.id, "file": it.file, "example_id": it.example_id, "level": it.level, "source": it.source,
-             "follows": verdicts[it.id], "response": answers[it.id]} for it in items if it.id in verdicts]
+def outcome_rows(items: list[Item], answers: dict[str, str], verdicts: dict[str, bool],
+                 judged: dict[str, tuple[str, list[bool] | None]] | None = None) -> list[dict]:
+    """One row per scored item; a judged item also carries the judge's reply and its per-constraint
+    verdicts (null when unparsed)."""
+    judged = judged or {}
+    rows = []
+    for it in items:
+        if it.id not in verdicts:
+            continue
+        row = {"id": it.id, "file": it.file, "example_id": it.example_id, "level": it.level, "source": it.source,
+               "checked_by": "judge" if it.id in judged else "rules", "follows": verdicts[it.id], "response": answers[it.id]}
+        if it.id in judged:
+            row.update(constraints=judged[it.id][1], judge_reply=judged[it.id][0])
+        rows.append(row)
+    return rows
+
+
+def evaluate_followbench(items: list[Item], answers: dict[str, str], judge=None, judge_path: str | Path | None = None,
+                         judge_max_new_tokens: int = 512, chunk: int = 32, show: bool = True) -> tuple[dict, list[dict]]:
+    """Scores and outcome rows for the items that have an answer: rules where they apply, the judge
+    backend (its replies kept in ``judge_path``, so a rerun resumes) for the others. Items that need
+    the judge are refused when none is given."""
+    from spar.generate import generate_file
+    from spar.llm import Sampling
+    from spar.types import Message, Prompt
+
+    verdicts = {it.id: check(it, answers[it.id]) for it in items if it.rule_checked and it.id in answers}
+    to_judge = [it for it in items if not it.rule_checked and it.id in answers]
+    if to_judge and (judge is None or judge_path is None):
+        raise DataError(f"{len(to_judge)} FollowBench items need an LLM judge and none was given")
+    soft: dict[str, float] = {}
+    judged: dict[str, tuple[str, list[bool] | None]] = {}
+    if to_judge:
+        asks = [Prompt(id=it.id, messages=[Message(role="user", content=judge_prompt(it, answers[it.id]))],
+                       source="followbench-judge") for it in to_judge]
+        replies = {r.id: r.completions[0] for r in generate_file(judge, asks, judge_path, Sampling(max_new_tokens=judge_max_new_tokens),
+                                                                  chunk=chunk, show=show)}
+        for it in to_judge:
+            got = parse_judge(replies[it.id], it.level)
+            judged[it.id] = (replies[it.id], got)
+            verdicts[it.id] = bool(got) and all(got)
+            soft[it.id] = sum(got) / len(got) if got else 0.0
+    unparsed = [it for it in to_judge if judged[it.id][1] is None]
+    result = {"rule_items": sum(it.rule_checked for it in items if it.id in verdicts), "judged_items": len(to_judge),
+              "judge_unparsed": len(unparsed),
+              "judge_unparsed_by_level": {lv: sum(it.level == lv for it in unparsed) for lv in range(1, 6)},
+              **scores(items, verdicts, soft)}
+    return result, outcome_rows(items, answers, verdicts, judged)
 
 
 def dumps(result: dict) -> str:

@@ -126,6 +126,28 @@ def eval_stages() -> tuple[Stage, ...]:
                                                                **scores}, indent=1) + "\n")
         ctx.spend["refine_greedy_pass"] = scores.get("greedy", {}).get("pass")
 
+    def followbench(ctx: Context) -> None:
+        from spar.eval.followbench import dumps, evaluate_followbench, load_followbench
+        from spar.generate import generate_file
+        from spar.io import write_jsonl, write_text
+        from spar.llm import Sampling
+        from spar.types import Message, Prompt
+
+        e = ctx.cfg.eval
+        items = [it for it in load_followbench(e.followbench_data) if it.rule_checked or e.followbench_judge]
+        items = items[:e.followbench_limit] if e.followbench_limit else items
+        prompts = [Prompt(id=it.id, messages=[Message(role="user", content=it.instruction)], source="followbench") for it in items]
+        rows = generate_file(ctx.backend("actor"), prompts, ctx.path("eval/followbench.responses.jsonl"),
+                             Sampling(max_new_tokens=e.max_new_tokens), chunk=ctx.chunk * 2, show=ctx.show)
+        judge = ctx.run.backend(e.followbench_judge) if e.followbench_judge else None
+        result, outcomes = evaluate_followbench(items, {r.id: r.completions[0] for r in rows}, judge,
+                                                ctx.path("eval/followbench.judge.jsonl"), chunk=ctx.chunk * 2, show=ctx.show)
+        write_jsonl(ctx.path("eval/followbench.outcomes.jsonl"), outcomes)
+        write_text(ctx.path("eval/followbench.json"), dumps({"benchmark": "followbench", "model": ctx.model("actor"),
+                                                             "iteration": ctx.t, "judge": e.followbench_judge,
+                                                             "part": "rules and judge" if judge else "rules only", **result}))
+        ctx.spend["followbench_hsr"] = result["hsr_mean"]
+
     def before(cfg, t: int) -> bool:
         return t > 0 or cfg.eval.before
 
@@ -134,6 +156,10 @@ def eval_stages() -> tuple[Stage, ...]:
                   outputs=("eval/refine.json", "eval/refine.items.jsonl"), settings=("eval.refine_budget", "judge", "search"),
                   models=("refiner",), group="eval",
                   when=lambda cfg, t: before(cfg, t) and cfg.eval.refine and cfg.eval.heldout and cfg.prompts.heldout > 0),
+            Stage("eval:followbench", followbench, inputs=("cfg:eval.followbench_data",),
+                  outputs=("eval/followbench.json", "eval/followbench.responses.jsonl", "eval/followbench.outcomes.jsonl"),
+                  settings=("eval.max_new_tokens", "eval.followbench_judge", "eval.followbench_limit"), models=("actor",),
+                  resumable=True, group="eval", when=lambda cfg, t: before(cfg, t) and bool(cfg.eval.followbench_data)),
             Stage("eval:llmbar", llmbar, inputs=("cfg:eval.llmbar_data",), outputs=("eval/llmbar.json", "eval/llmbar.items.jsonl"),
                   settings=("eval.llmbar_votes", "eval.llmbar_limit", "judge"), models=("refiner",), group="eval",
                   when=lambda cfg, t: before(cfg, t) and bool(cfg.eval.llmbar_data)))
