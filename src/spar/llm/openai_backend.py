@@ -15,7 +15,7 @@ import random
 import types
 from collections.abc import Sequence
 
-from spar.llm import BackendError, BackendOptions, ChatLike, OnBatch, PartialFailure, Sampling, as_dicts
+from spar.llm import BackendError, BackendOptions, ChatLike, OnBatch, PartialFailure, Sampling, as_dicts, request_seed
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -25,17 +25,6 @@ def parse_spec(spec: str) -> tuple[str, str]:
         raise BackendError(f"bad model string {spec!r}: expected openai:<base_url>#<model>, "
                            "e.g. openai:http://127.0.0.1:8000/v1#embedded")
     return base_url, model
-
-
-def request_seed(messages: list[dict], seed: int, k: int) -> int:
-    """The seed sent with a request: from the run's seed, the chat itself and which of its samples
-    come first (k), never from its place in a batch, so a resumed run, whose batches are laid out
-    anew, asks for the same samples as one never stopped."""
-    import hashlib
-    import json
-
-    key = json.dumps([seed, k, messages], sort_keys=True, ensure_ascii=False)
-    return int(hashlib.sha256(key.encode()).hexdigest()[:15], 16)  # 60 bits: any server takes it
 
 
 def _retry_after(error: Exception) -> float | None:
