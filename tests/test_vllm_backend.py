@@ -65,6 +65,18 @@ def test_requests_map_to_vllm_calls(fake_vllm):
     assert fake_vllm.made[-1] == "shut" and b.llm is None
 
 
+def test_cpu_settings_become_the_cpu_builds_environment():
+    import os
+
+    from spar.llm.vllm_backend import cpu_environment
+
+    assert cpu_environment({}) == {}
+    env = cpu_environment({"cpu_kv_cache_gb": 1.6, "cpu_threads_bind": "all"})
+    assert env == {"VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_OMP_THREADS_BIND": f"0-{os.cpu_count() - 1}",
+                   "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    assert cpu_environment({"cpu_threads_bind": "0-3"}) == {"VLLM_CPU_OMP_THREADS_BIND": "0-3"}
+
+
 def test_the_loop_passes_the_recipe_engine_to_vllm_models_only(tmp_path, monkeypatch):
     import spar.pipeline as P
     from spar.config import load_config
@@ -73,16 +85,43 @@ def test_the_loop_passes_the_recipe_engine_to_vllm_models_only(tmp_path, monkeyp
     closed = []
     monkeypatch.setattr(P, "load_backend", lambda model, options: seen.append((model, options.extra)) or types.SimpleNamespace(
         name=model, close=lambda: closed.append(model)))
+    run = P.Run(load_config(None, {}), tmp_path / "a", show=False)
+    run.backend("embedded")  # no engine settings in the recipe: none passed
+    assert seen.pop() == ("embedded", {"engine": {}})
     cfg = load_config(None, {"engine.tensor_parallel_size": 4, "engine.cpu_kv_cache_gb": 2})
     run = P.Run(cfg, tmp_path, show=False)
     run.backend("vllm:/m")
     run.backend("embedded")
     assert seen[0][0] == "vllm:/m" and seen[0][1]["engine"]["tensor_parallel_size"] == 4
-    assert seen[1] == ("embedded", {"engine": {}})
+    assert seen[1][0] == "embedded" and seen[1][1]["engine"]["cpu_kv_cache_gb"] == 2
     run.backend("vllm:/m")  # one engine per model string
     assert len(seen) == 2
     run.release({"embedded"})  # a released engine stops its processes at once
     assert closed == ["vllm:/m"]
+
+
+def test_packaged_models_run_on_vllm_where_it_is_installed(fake_vllm, monkeypatch):
+    import importlib.util
+
+    from spar.llm import BackendError, load_backend, packaged_engine
+    from spar.llm.embedded import packaged_model_path
+
+    monkeypatch.delenv("SPAR_ENGINE", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "vllm" else None)
+    assert packaged_engine(BackendOptions()) == "vllm"
+    assert packaged_engine(BackendOptions(extra={"engine": {"backend": "hf"}})) == "hf"
+    monkeypatch.setenv("SPAR_ENGINE", "hf")
+    assert packaged_engine(BackendOptions()) == "hf"
+    assert packaged_engine(BackendOptions(extra={"engine": {"backend": "vllm"}})) == "vllm"  # the recipe wins
+    monkeypatch.setenv("SPAR_ENGINE", "tpu")
+    with pytest.raises(BackendError, match="hf, vllm or auto"):
+        packaged_engine(BackendOptions())
+    monkeypatch.setenv("SPAR_ENGINE", "auto")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert packaged_engine(BackendOptions()) == "hf"
+    monkeypatch.setenv("SPAR_ENGINE", "vllm")
+    b = load_backend("embedded")
+    assert b.name == "embedded" and fake_vllm.made[-1]["model"] == str(packaged_model_path("embedded"))
 
 
 def test_a_missing_vllm_says_how_to_install_it(monkeypatch):

@@ -30,6 +30,7 @@ from typing import Any
 from spar.config import RunConfig, dump_config
 from spar.io import DataError, read_json, write_text
 from spar.llm import Backend, BackendOptions, Metered, load_backend
+from spar.llm.embedded import PACKAGED
 from spar.methods.base import Context, Method, Stage  # noqa: F401  (re-exported for methods)
 from spar.progress import console
 
@@ -111,7 +112,9 @@ class Run:
     def backend(self, model: str) -> Backend:
         if model not in self._backends:
             extra: dict = {"dtype": self.cfg.dtype} if self.cfg.dtype else {}
-            if model.startswith("vllm:"):  # one engine per model string, reused by every stage until released
+            # vLLM's engine settings: for vllm: models, and for a packaged model when the recipe sets any
+            # (vLLM may run it: spar.llm.packaged_engine); one engine per model string, reused until released
+            if model.startswith("vllm:") or (model in PACKAGED and self.cfg.engine.model_dump(exclude_defaults=True)):
                 extra["engine"] = self.cfg.engine.model_dump()
             self._backends[model] = Metered(self.factory(model, self.cfg.batch_size, **extra))
         return self._backends[model]

@@ -155,12 +155,32 @@ class BackendOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def packaged_engine(options: BackendOptions) -> str:
+    """The engine that runs a packaged model (``embedded``, ``qwen-coder``): the recipe's
+    ``engine.backend`` or ``$SPAR_ENGINE`` (hf | vllm | auto); auto = vLLM where it is installed, since
+    bench/peers.py measured it faster on the search workload on the 2-core CPU (bench/README.md),
+    and spar's own transformers engine elsewhere."""
+    import importlib.util
+    import os
+
+    choice = (options.extra.get("engine") or {}).get("backend") or os.environ.get("SPAR_ENGINE") or "auto"
+    if choice not in ("auto", "hf", "vllm"):
+        raise BackendError(f"engine {choice!r}: choose hf, vllm or auto")
+    if choice == "auto":
+        return "vllm" if importlib.util.find_spec("vllm") is not None else "hf"
+    return choice
+
+
 def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
     """Build the backend a model string names (heavy imports happen here, not at import time)."""
     options = options or BackendOptions()
     from spar.llm.embedded import PACKAGED, packaged_model_path  # no heavy imports
 
     if model in PACKAGED:
+        if packaged_engine(options) == "vllm":
+            from spar.llm.vllm_backend import VLLMBackend
+
+            return VLLMBackend(str(packaged_model_path(model)), options, name=model)
         from spar.llm.hf import HFBackend
 
         return HFBackend(str(packaged_model_path(model)), options, name=model)

