@@ -177,3 +177,33 @@ def test_vllm_samples_n_with_seeds_and_stops(engine):
     word = greedy[0].split()[2] if len(greedy[0].split()) > 2 else greedy[0][:3]
     cut, = b.generate([chat], Sampling(max_new_tokens=24, stop=(word,)))
     assert word not in cut[0] and greedy[0].startswith(cut[0])
+
+
+def test_training_takes_the_weights_and_serves_the_result_as_the_base_was(tmp_path, monkeypatch):
+    import json
+
+    import pipeline_harness as H
+    import spar.stages as S
+    from spar.io import DataError
+    from spar.llm.embedded import packaged_model_path
+
+    assert S.model_path("vllm:/w/base") == "/w/base" and S.model_path("vllm:embedded") == str(packaged_model_path("embedded"))
+    with pytest.raises(DataError, match="cannot be trained"):
+        S.model_path("openai:http://h/v1#m")
+    assert S.served_like("vllm:/w/base", "/r/m") == "vllm:/r/m" and S.served_like("/w/base", "/r/m") == "/r/m"
+    assert S.served_like("embedded", "/r/m") == "/r/m" and S.served_like("embedded", "/r/m", packaged_on_vllm=True) == "vllm:/r/m"
+
+    trained = []
+
+    def fake_train(kind, base, data, out, s, seed):
+        trained.append(base)
+        return str(out / "model"), [0.5]
+
+    monkeypatch.setattr(S, "run_train", fake_train)
+    H.run(tmp_path, until="iter_2:train_actor", **{"model": "vllm:/w/base", "iterations": 2, "method": "self_rewarding",
+                                                   "judge.mode": "verifier"})
+    stages = json.loads((tmp_path / "manifest.json").read_text())["stages"]
+    assert trained[0] == "vllm:/w/base"  # run_train resolves it with model_path
+    assert stages["iter_1:train_actor"]["model"] == f"vllm:{tmp_path}/iter_1/actor/model"
+    assert trained[1] == f"vllm:{tmp_path}/iter_1/actor/model"  # iteration 2 trains (and serves) iteration 1's weights
+    assert f"vllm:{tmp_path}/iter_1/actor/model" in H.models  # ... served through vLLM, as the base was

@@ -229,6 +229,14 @@ class Run:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    @property
+    def packaged_on_vllm(self) -> bool:
+        """Whether this run serves the packaged models with vLLM (``spar.llm.packaged_engine``): then
+        the models it trains from them are served with vLLM too."""
+        from spar.llm import packaged_engine
+
+        return packaged_engine(BackendOptions(extra={"engine": self.cfg.engine.model_dump()})) == "vllm"
+
     def run(self) -> dict[str, Any]:
         write_text(self.dir / "config.yaml", dump_config(self.cfg))
         self.models = {role: self.cfg.model for role in self.method.roles}

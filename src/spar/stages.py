@@ -124,12 +124,29 @@ def read_train_rows(kind: str, data: Path) -> list[dict]:
 
 
 def model_path(model: str) -> str:
-    """The weights a model string names (``embedded`` resolves to its local safetensors copy)."""
+    """The weights a model string names, for training: a packaged name resolves to its local
+    safetensors copy, ``vllm:X`` to X; a model served over HTTP (``openai:``) has no weights here."""
     from spar.llm.embedded import PACKAGED, packaged_model_path
 
+    if model.startswith("vllm:"):
+        model = model.removeprefix("vllm:")
     if model in PACKAGED:
         return str(packaged_model_path(model))
+    if model.startswith("openai:"):
+        raise DataError(f"{model}: a model behind an HTTP server cannot be trained here; name its weights "
+                        "(a local path or HF id, or vllm:PATH to serve them with vLLM) as the model instead")
     return model
+
+
+def served_like(base: str, weights: str, packaged_on_vllm: bool = False) -> str:
+    """The model string that serves freshly trained ``weights`` the way ``base`` was served: vLLM stays
+    vLLM (``vllm:`` + path), and so does a packaged model the run serves with vLLM; otherwise the
+    path, run with transformers."""
+    from spar.llm.embedded import PACKAGED
+
+    if base.startswith("vllm:") or (base in PACKAGED and packaged_on_vllm):
+        return "vllm:" + weights
+    return weights
 
 
 def run_train(kind: str, base: str, data: Path, out: Path, s: TrainSettings, seed: int) -> tuple[str | None, list[float]]:

@@ -180,11 +180,7 @@ def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
         if packaged_engine(options) == "vllm":
             from spar.llm.vllm_backend import VLLMBackend
 
-            engine = dict(options.extra.get("engine") or {})
-            if not engine.get("cpu_threads_bind"):  # every core, as bench/peers.py measured it (the CUDA build ignores it)
-                engine["cpu_threads_bind"] = "all"
-            return VLLMBackend(str(packaged_model_path(model)), replace(options, extra={**options.extra, "engine": engine}),
-                               name=model)
+            return VLLMBackend(str(packaged_model_path(model)), options, name=model)
         from spar.llm.hf import HFBackend
 
         return HFBackend(str(packaged_model_path(model)), options, name=model)

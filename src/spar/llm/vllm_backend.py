@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 
 from spar.llm import BackendError, BackendOptions, ChatLike, OnBatch, Sampling, as_dicts, cut_at_stop, request_seed
 
@@ -67,10 +68,14 @@ class VLLMBackend:
         self.options = options or BackendOptions()
         self.name = name or f"vllm:{model}"
         engine = dict(self.options.extra.get("engine") or {})
-        if engine.get("cpu_kv_cache_gb") is None and "VLLM_CPU_KVCACHE_SPACE" not in os.environ and not _cuda():
-            # without it the CPU build reserves gpu_memory_utilization (0.92) of the RAM and refuses
-            # to start when other processes hold some of it
-            engine["cpu_kv_cache_gb"] = DEFAULT_CPU_KV_GB
+        if not _cuda():
+            if engine.get("cpu_kv_cache_gb") is None and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+                # without it the CPU build reserves gpu_memory_utilization (0.92) of the RAM and
+                # refuses to start when other processes hold some of it
+                engine["cpu_kv_cache_gb"] = DEFAULT_CPU_KV_GB
+            if not engine.get("cpu_threads_bind") and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+                engine["cpu_threads_bind"] = "all"  # every core, as bench/peers.py measured it
+            self.options = replace(self.options, extra={**self.options.extra, "engine": engine})
         for key, value in cpu_environment(engine).items():
             os.environ[key] = value  # the CPU build reads these at engine start
         self.llm = LLM(**engine_kwargs(model, self.options))

@@ -61,7 +61,7 @@ def train_stage(name: str, kind: str, role: str, data: str, section: str, out: s
         ctx.spend["loss"] = losses
         if losses and ctx.show:
             console.print(f"{kind} loss per step: {', '.join(f'{v:.4f}' for v in losses)}")
-        return None if model is None else str(ctx.path(out) / "model")
+        return None if model is None else S.served_like(ctx.model(role), str(ctx.path(out) / "model"), ctx.run.packaged_on_vllm)
 
     return Stage(name, go, inputs=(data,), outputs=(f"{out}/model",), settings=(section,), models=(role,), loads=(),
                  trains=role)
