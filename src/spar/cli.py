@@ -439,6 +439,7 @@ def iterate(
     method: Annotated[Optional[str], typer.Option(help="spar | self_rewarding | meta_rewarding | self (overrides the recipe's method:)")] = None,
     until: Annotated[Optional[str], typer.Option(help="stop right after the first stage of this name (spar: prompts, eval, bootstrap, sample, judge, negatives, search, data, train_actor, train_refiner), or after iter_N:<stage>")] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe value, KEY=VALUE (repeatable), e.g. search.budget=6")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local | ray: spread generation over Ray actors (executor.* in the recipe)")] = None,
 ):
     """Run self-play iterations of a method (SPaR by default: sample -> judge -> search -> data ->
     train actor/refiner -> eval; the baselines on the same stages).
@@ -449,6 +450,8 @@ def iterate(
         over["iterations"] = iterations
     if method is not None:
         over["method"] = method
+    if executor is not None:
+        over["executor.kind"] = executor
     _iterate(config, run_dir, over, until)
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from spar.settings import (AutoIFSettings, BootstrapSettings, EngineSettings, EvalSettings, JudgeSettings, NegativesSettings, PromptsSettings,
+from spar.settings import (AutoIFSettings, BootstrapSettings, EngineSettings, EvalSettings, ExecutorSettings, JudgeSettings, NegativesSettings, PromptsSettings,
                            RewardSettings, RFTSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
                            TrainSettings, sft_defaults)
 
@@ -40,6 +40,7 @@ class RunConfig(Settings):
     autoif: AutoIFSettings = AutoIFSettings()
     eval: EvalSettings = EvalSettings()
     engine: EngineSettings = EngineSettings()  # vLLM's engine settings (vllm:... models)
+    executor: ExecutorSettings = ExecutorSettings()  # local, or generation spread over Ray actors
 
     @model_validator(mode="after")
     def _teacher(self) -> "RunConfig":

@@ -116,7 +116,17 @@ class Run:
             # (vLLM may run it: spar.llm.packaged_engine); one engine per model string, reused until released
             if model.startswith("vllm:") or (model in PACKAGED and self.cfg.engine.model_dump(exclude_defaults=True)):
                 extra["engine"] = self.cfg.engine.model_dump()
-            self._backends[model] = Metered(self.factory(model, self.cfg.batch_size, **extra))
+            ex = self.cfg.executor
+            if ex.kind == "ray":  # replicas in Ray actors, each loading the model as the local executor would
+                from spar.executor import RayBackend
+
+                inner = RayBackend(model, BackendOptions(batch_size=self.cfg.batch_size, dtype=self.cfg.dtype,
+                                                         extra={k: v for k, v in extra.items() if k == "engine"}),
+                                   replicas=ex.replicas, address=ex.address, cpus_per_replica=ex.cpus_per_replica,
+                                   gpus_per_replica=ex.gpus_per_replica, max_restarts=ex.max_restarts)
+            else:
+                inner = self.factory(model, self.cfg.batch_size, **extra)
+            self._backends[model] = Metered(inner)
         return self._backends[model]
 
     def release(self, keep: set[str]) -> None:

@@ -185,6 +185,18 @@ class EngineSettings(Settings):
     enable_prefix_caching: bool = True
 
 
+class ExecutorSettings(Settings):
+    """Where generation runs (``spar.executor``): ``local`` (this process) or ``ray`` (the rows of a
+    generation call spread over Ray actors, each holding one replica of the model)."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = None  # ray: a cluster to join (ray.init's address); None = start a local one
+    replicas: int = Field(2, ge=1)
+    cpus_per_replica: float = Field(1, gt=0)
+    gpus_per_replica: float = Field(0, ge=0)  # e.g. 1, or the vLLM tensor-parallel size
+    max_restarts: int = Field(3, ge=0)  # replicas replaced per call before it fails
+
+
 class EvalSettings(Settings):
     before: bool = True  # evaluate the starting model too (iteration 0)
     heldout: bool = True  # prompt-level strict accuracy on held-out procedural prompts
