@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from spar.settings import (AutoIFSettings, BootstrapSettings, EngineSettings, EvalSettings, ExecutorSettings, JudgeSettings, NegativesSettings, PromptsSettings,
+from spar.settings import (AutoIFSettings, BootstrapSettings, EngineSettings, EvalSettings, ExecutorSettings, LauncherSettings, JudgeSettings, NegativesSettings, PromptsSettings,
                            RewardSettings, RFTSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
                            TrainSettings, sft_defaults)
 
@@ -41,6 +41,7 @@ class RunConfig(Settings):
     eval: EvalSettings = EvalSettings()
     engine: EngineSettings = EngineSettings()  # vLLM's engine settings (vllm:... models)
     executor: ExecutorSettings = ExecutorSettings()  # local, or generation spread over Ray actors
+    launcher: LauncherSettings = LauncherSettings()  # training in this process, or under accelerate launch
 
     @model_validator(mode="after")
     def _teacher(self) -> "RunConfig":

@@ -185,6 +185,17 @@ class EngineSettings(Settings):
     enable_prefix_caching: bool = True
 
 
+class LauncherSettings(Settings):
+    """How the loop's training stages run (``spar.stages.run_train``): in the spar process (``none``),
+    or as ``accelerate launch`` of ``spar train`` (``accelerate``: DDP over ``num_processes``, or the
+    DeepSpeed/FSDP setup of ``config_file``, e.g. ``recipes/accelerate/zero3.yaml``)."""
+
+    kind: Literal["none", "accelerate"] = "none"
+    num_processes: int = Field(2, ge=1)
+    config_file: str | None = None
+    args: list[str] = Field(default_factory=list)  # more `accelerate launch` arguments, e.g. ["--main_process_port", "29511"]
+
+
 class ExecutorSettings(Settings):
     """Where generation runs (``spar.executor``): ``local`` (this process) or ``ray`` (the rows of a
     generation call spread over Ray actors, each holding one replica of the model)."""

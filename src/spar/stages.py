@@ -14,7 +14,7 @@ from typing import Any
 
 from spar.io import DataError, iter_json_lines, read_jsonl, read_prompts, write_jsonl, write_text
 from spar.llm import Backend, Sampling
-from spar.settings import (EvalSettings, JudgeSettings, NegativesSettings, PromptsSettings, RFTSettings, SampleSettings,
+from spar.settings import (EvalSettings, LauncherSettings, JudgeSettings, NegativesSettings, PromptsSettings, RFTSettings, SampleSettings,
                            SearchSettings, TrainSettings)
 from spar.types import Completion, JudgedSample, Negative, Prompt, Tree
 
@@ -149,16 +149,52 @@ def served_like(base: str, weights: str, packaged_on_vllm: bool = False) -> str:
     return weights
 
 
-def run_train(kind: str, base: str, data: Path, out: Path, s: TrainSettings, seed: int) -> tuple[str | None, list[float]]:
+def run_train(kind: str, base: str, data: Path, out: Path, s: TrainSettings, seed: int,
+              launcher: LauncherSettings | None = None) -> tuple[str | None, list[float]]:
     """SFT or DPO of ``base`` on ``data``; the model goes to ``out/model``. With no rows nothing is
-    trained: returns (None, [])."""
+    trained: returns (None, []). With ``launcher.kind == "accelerate"`` the training runs as
+    ``accelerate launch ... -m spar train`` in child processes."""
     from spar.train import train_dpo, train_sft
 
     rows = read_train_rows(kind, data)
     if not rows:
         return None, []
+    if launcher is not None and launcher.kind == "accelerate":
+        return launch_train(kind, model_path(base), data, out, s, seed, launcher)
     path, log = (train_dpo if kind == "dpo" else train_sft)(model_path(base), rows, out, s, seed=seed)
     return str(path), [round(x["loss"], 4) for x in log if "loss" in x]
+
+
+def launch_command(kind: str, weights: str, data: Path, out: Path, s: TrainSettings, seed: int,
+                   launcher: LauncherSettings) -> list[str]:
+    """The ``accelerate launch`` command line that trains as ``spar train`` would in this process."""
+    import sys
+
+    import torch
+
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launcher.num_processes)]
+    if launcher.config_file:
+        cmd += ["--config_file", launcher.config_file]
+    elif not torch.cuda.is_available():
+        cmd.append("--cpu")  # DDP over gloo
+    cmd += [*launcher.args, "-m", "spar", "train", kind, "--data", str(data), "--out", str(out), "--model", weights,
+            "--seed", str(seed)]
+    for key, value in s.model_dump(mode="json").items():
+        cmd += ["--set", f"{key}={json.dumps(value)}"]
+    return cmd
+
+
+def launch_train(kind: str, weights: str, data: Path, out: Path, s: TrainSettings, seed: int,
+                 launcher: LauncherSettings) -> tuple[str, list[float]]:
+    import subprocess
+
+    cmd = launch_command(kind, weights, data, out, s, seed, launcher)
+    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if done.returncode != 0 or not (out / "model").is_dir():
+        tail = "\n".join(done.stdout.splitlines()[-25:])
+        raise RuntimeError(f"accelerate launch of spar train {kind} failed (exit {done.returncode}):\n{tail}")
+    log = json.loads((out / "train_log.json").read_text())["log"]
+    return str(out / "model"), [round(x["loss"], 4) for x in log if "loss" in x]
 
 
 def eval_jobs(e: EvalSettings, heldout: Path | None) -> list[tuple[str, Path, int | None]]:

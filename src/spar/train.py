@@ -138,9 +138,21 @@ def _peft(s: TrainSettings):
                       target_modules="all-linear")
 
 
+def _is_main(trainer) -> bool:
+    """Whether this is the process that writes files (the only one, or rank 0 under accelerate launch);
+    the others wait for it."""
+    acc = getattr(trainer, "accelerator", None)
+    if acc is None or acc.num_processes == 1:
+        return True
+    acc.wait_for_everyone()
+    return acc.is_main_process
+
+
 def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
-    """Save the model (or adapter) and tokenizer to ``out/model`` atomically."""
+    """Save the model (or adapter) and tokenizer to ``out/model`` atomically (rank 0 only)."""
     final = out / "model"
+    if not _is_main(trainer):
+        return final
     tmp = out / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model = trainer.model
@@ -167,7 +179,8 @@ def _fit(trainer, resume: str | None = None) -> None:
 
 def _log_history(trainer, out: Path, settings: TrainSettings, seed: int) -> list[dict]:
     hist = trainer.state.log_history
-    (out / "train_log.json").write_text(json.dumps({"settings": settings.model_dump(), "seed": seed, "log": hist}, indent=1))
+    if _is_main(trainer):
+        (out / "train_log.json").write_text(json.dumps({"settings": settings.model_dump(), "seed": seed, "log": hist}, indent=1))
     return hist
 
 

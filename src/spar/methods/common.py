@@ -57,7 +57,8 @@ def train_stage(name: str, kind: str, role: str, data: str, section: str, out: s
         s = ctx.cfg
         for part in section.split("."):
             s = getattr(s, part)
-        model, losses = S.run_train(kind, ctx.model(role), ctx.path(data), ctx.path(out), s.but(merge_lora=True), ctx.cfg.seed)
+        model, losses = S.run_train(kind, ctx.model(role), ctx.path(data), ctx.path(out), s.but(merge_lora=True), ctx.cfg.seed,
+                                    ctx.cfg.launcher)
         ctx.spend["loss"] = losses
         if losses and ctx.show:
             console.print(f"{kind} loss per step: {', '.join(f'{v:.4f}' for v in losses)}")
