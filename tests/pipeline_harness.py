@@ -49,6 +49,8 @@ def script(chat, sampling, k):
             body, cases = "return undefined_helper(response)", [(f"a{i}", True), (f"abcdef{i}", False), (f"q{i}", True)]
         func = f"def evaluate(response):\n    # sample {i}\n    {body}\n"
         return "```json\n" + json.dumps({"func": func, "cases": [{"input": x, "output": y} for x, y in cases]}) + "\n```"
+    if "Write the instruction it checks, in one sentence." in text:  # AutoIF, split: one back-translation
+        return '"Use lowercase only."' if "lower" in text else "Use no commas."
     if "write, for each one, the instruction it checks" in text:
         return json.dumps(["Use lowercase only."] * 3)
     if "contradict instruction A" in text:

@@ -136,7 +136,7 @@ def test_autoif_split_requests_label_cases_by_the_request(tmp_path):
         pytest.skip("no namespaces on this machine")
     over = {"method": "autoif", "autoif.requests": "split", "autoif.max_instructions": 10, "autoif.function_samples": 3,
             "autoif.case_samples": 5, "autoif.queries": 1, "autoif.wall_seconds": 2.0}
-    H.run(tmp_path, until="verify", **over)
+    H.run(tmp_path, until="pairs", **over)
     d = tmp_path / "iter_1"
     rows = [json.loads(x) for x in (d / "functions.jsonl").read_text().splitlines()]
     assert len(rows) == 10 and all(len(r["samples"]) == 3 and r["unparsed"] == 0 for r in rows)
@@ -152,3 +152,7 @@ def test_autoif_split_requests_label_cases_by_the_request(tmp_path):
     kept = [i for i, v in verified.items() if not v["reason"]]
     assert kept and all("lowercase" in i or "no commas" in i.lower() for i in kept)
     assert all(len(verified[i]["cases"]) == 10 for i in kept)
+    # back-translation one function at a time, as plain text: every kept instruction is back-translated
+    bt = json.loads((tmp_path / "manifest.json").read_text())["stages"]["iter_1:back_translate"]
+    assert bt["labels"]["unparsed"] == 0 and bt["labels"]["entailment"] == 3 * len(kept) and bt["kept"] == len(kept)
+    assert len((d / "kept.jsonl").read_text().splitlines()) == len(kept)

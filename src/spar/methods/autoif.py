@@ -134,18 +134,30 @@ def _back_translate(ctx: Context) -> None:
     if rows and ctx.cfg.autoif.back_translation:
         teacher = _teacher(ctx)
         greedy = Sampling(max_new_tokens=ctx.cfg.autoif.max_new_tokens, seed=ctx.seed)
-        backs = teacher.generate([T.autoif_chat(T.AUTOIF_BACK, functions="\n\n".join(f for f, _ in r["functions"][:3]))
-                                  for r in rows], greedy)
-        for r, (reply,) in zip(rows, backs):
-            try:
-                texts = [t for t in json.loads(reply) if isinstance(t, str)]
-            except (json.JSONDecodeError, TypeError):
-                texts = []
+        if ctx.cfg.autoif.requests == "split":  # one function per request, the instruction as plain text
+            asks = [(i, T.autoif_chat(T.AUTOIF_BACK_ONE, function=f)) for i, r in enumerate(rows) for f, _ in r["functions"][:3]]
+            got = teacher.generate([c for _, c in asks], greedy)
+            per_row: list[list[str]] = [[] for _ in rows]
+            for (i, _), (reply,) in zip(asks, got):
+                text = A.parse_case(reply)
+                if text:
+                    per_row[i].append(text)
+        else:
+            backs = teacher.generate([T.autoif_chat(T.AUTOIF_BACK, functions="\n\n".join(f for f, _ in r["functions"][:3]))
+                                      for r in rows], greedy)
+            per_row = []
+            for (reply,) in backs:
+                try:
+                    per_row.append([t for t in json.loads(reply) if isinstance(t, str)])
+                except (json.JSONDecodeError, TypeError):
+                    per_row.append([])
+        for r, texts in zip(rows, per_row):
             if not texts:
                 labels["unparsed"] += 1
                 continue
             votes = teacher.generate([T.autoif_chat(T.AUTOIF_SAME, a=r["instruction"], b=t) for t in texts], greedy)
             verdicts = [T.parse_judgement(v[0]) for v in votes]
+            labels["no verdict"] = labels.get("no verdict", 0) + sum(v is None for v in verdicts)
             found = ["contradiction" if v is True else "entailment" for v in verdicts if v is not None]
             for x in found:
                 labels[x] += 1

@@ -214,6 +214,12 @@ AUTOIF_BACK = """Here are Python functions that check a response. Read each and 
 
 {functions}"""
 
+AUTOIF_BACK_ONE = """Here is a Python function that checks a response:
+
+{function}
+
+Write the instruction it checks, in one sentence. Reply with the instruction only."""
+
 AUTOIF_SAME = """Instruction A: {a}
 Instruction B: {b}
 
