@@ -122,6 +122,9 @@ def test_autoif_runs_its_stages_and_counts_every_filter(tmp_path):
     assert len(fb) == 2 * len(kept) and all(0 <= r <= 1 for f in fb for r in f["pass_rates"])
     pairs = [json.loads(x) for x in (d / "dpo.jsonl").read_text().splitlines()]
     assert stats["pairs"] == len(pairs)
+    sft = [json.loads(x) for x in (d / "sft.jsonl").read_text().splitlines()]  # every response at pass rate >= 0.5
+    assert len(sft) == stats["sft_rows"] == sum(r >= 0.5 for f in fb for r in f["pass_rates"]) > 0
+    assert all(x["messages"][-1]["role"] == "assistant" and x["origin"]["pass_rate"] >= 0.5 for x in sft)
     for p in pairs:  # the chosen answer passes the functions, the rejected one fails them all
         f = next(x for x in fb if x["id"] == p["origin"]["input"])
         rate = dict(zip(f["completions"], f["pass_rates"]))

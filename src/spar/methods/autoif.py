@@ -215,7 +215,13 @@ def _pairs(ctx: Context) -> None:
             pairs.append({"prompt": r["prompt"], "chosen": [{"role": "assistant", "content": y_w}],
                           "rejected": [{"role": "assistant", "content": y_l}], "origin": {"kind": "autoif", "input": r["id"]}})
     write_jsonl(ctx.path("dpo.jsonl"), pairs)
-    stats = {"method": "autoif", "pass_rates": hist, "pairs": len(pairs)}
+    # AutoIF's SFT data (spec section 8): every response whose pass rate reaches the threshold, as a
+    # chat; spar trains DPO on the pairs (section 13), the SFT rows are there for `spar train sft`
+    sft = [{"messages": [*r["prompt"], {"role": "assistant", "content": y}], "origin": {"kind": "autoif", "input": r["id"],
+                                                                                        "pass_rate": rate}}
+           for r in rows for y, rate in zip(r["completions"], r["pass_rates"]) if rate >= ctx.cfg.autoif.positive]
+    write_jsonl(ctx.path("sft.jsonl"), sft)
+    stats = {"method": "autoif", "pass_rates": hist, "pairs": len(pairs), "sft_rows": len(sft)}
     for name in ("instructions", "functions", "verify", "back_translate", "queries"):
         rec = ctx.run.manifest["stages"].get(f"iter_{ctx.t}:{name}", {})
         stats[name] = {k: v for k, v in rec.items() if k not in ("hash", "status", "seed", "stage_seed", "started", "spend")}
@@ -240,7 +246,7 @@ METHOD = Method(
               models=("actor",), resumable=True),
         Stage("feedback", _feedback, inputs=("samples.jsonl", "kept.jsonl"), outputs=("feedback.jsonl",),
               settings=("autoif",), resumable=True),
-        Stage("pairs", _pairs, inputs=("feedback.jsonl",), outputs=("dpo.jsonl", "stats.json"), settings=("autoif",)),
+        Stage("pairs", _pairs, inputs=("feedback.jsonl",), outputs=("dpo.jsonl", "sft.jsonl", "stats.json"), settings=("autoif",)),
         train_stage("train_actor", "dpo", "actor", "dpo.jsonl", "train_actor", "actor"),
         *eval_stages(),
     ),
