@@ -106,13 +106,24 @@ def test_sigkill_at_random_points_loses_and_doubles_nothing(tmp_path, seed):
     assert _rows(killed) == expected
 
 
-RECIPES = sorted((Path(__file__).resolve().parents[1] / "src/spar/recipes").glob("*/*.yaml"))
+RECIPES = sorted(p for p in (Path(__file__).resolve().parents[1] / "src/spar/recipes").glob("*/*.yaml")
+                 if p.parent.name != "accelerate")  # accelerate/: accelerate's own configs, for launcher.config_file
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[f"{p.parent.name}/{p.name}" for p in RECIPES])
 def test_every_recipe_validates(recipe):
     cfg = load_config(recipe)
     assert cfg.iterations >= 1 and cfg.search.budget >= 1
+
+
+def test_the_accelerate_configs_name_a_distributed_setup():
+    import yaml
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "src/spar/recipes/accelerate").glob("*.yaml"))
+    assert {p.stem for p in configs} == {"ddp", "zero3", "fsdp"}
+    for p in configs:
+        c = yaml.safe_load(p.read_text())
+        assert c["distributed_type"] in ("MULTI_GPU", "DEEPSPEED", "FSDP") and c["num_processes"] >= 1
 
 
 def test_recipe_errors_name_the_file_and_line(tmp_path):
