@@ -195,7 +195,7 @@ def test_training_takes_the_weights_and_serves_the_result_as_the_base_was(tmp_pa
 
     trained = []
 
-    def fake_train(kind, base, data, out, s, seed):
+    def fake_train(kind, base, data, out, s, seed, launcher=None):
         trained.append(base)
         return str(out / "model"), [0.5]
 
