@@ -31,7 +31,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--prompts", type=int, default=24)
     args = ap.parse_args()
-    import ray
+    try:
+        import ray
+    except ImportError:
+        print("scale: skipped, Ray is not installed (pip install 'spar-lm[ray]', or make test-ray)")
+        print(json.dumps({"skipped": "ray not installed"}))
+        return
 
     from spar.executor import RayBackend
 
