@@ -43,3 +43,25 @@ def test_several_vote_counts_come_from_the_first_k_of_one_sampling(tmp_path):
     assert by_k[3]["Natural"]["accuracy"] == 50.0 and by_k[3]["Natural"]["undecided"] == 0
     assert by_k[3]["unparseable"] == round(100 / 6, 2)
     assert rows[1]["votes"] == [None, False, False] and len(backend.calls) == 1  # one sampling for every k
+
+
+def test_a_stopped_run_resumes_from_its_replies_file(tmp_path):
+    """The replies are appended as they come; a rerun asks only for the items not yet there and
+    scores the same as one unbroken run."""
+    import json
+
+    from spar.eval.llmbar import Item
+
+    items = [Item("Natural", f"Say {w}.", "Hi.", w == "hi", f"Natural:{i}:1") for i, w in enumerate(["hi", "bye", "yo", "no"])]
+
+    def script(chat, sampling, k):
+        return "Final judgement: " + ("Yes" if "Say hi." in chat[-1]["content"] else "No")
+
+    whole = evaluate_llmbar(FakeBackend(script), items, JudgeSettings(votes=3), ks=[1, 3], replies_path=tmp_path / "a.jsonl")
+    part = tmp_path / "b.jsonl"
+    part.write_text("".join(x + "\n" for x in (tmp_path / "a.jsonl").read_text().splitlines()[:2]))  # stopped after 2
+    backend = FakeBackend(script)
+    resumed = evaluate_llmbar(backend, items, JudgeSettings(votes=3), ks=[1, 3], replies_path=part)
+    asked = [c for call in backend.calls for c in call]
+    assert len(asked) == 2 and resumed == whole  # only the missing items, and the same scores and rows
+    assert [json.loads(x)["id"] for x in part.read_text().splitlines()] == [it.id for it in items]

@@ -26,6 +26,7 @@ class Item:
     instruction: str
     response: str
     gold: bool
+    id: str = ""  # SUBSET:PAIR:OUTPUT, stable whatever --limit is
 
 
 def load_llmbar(root: str | Path, limit: int | None = None) -> list[Item]:
@@ -42,7 +43,7 @@ def load_llmbar(root: str | Path, limit: int | None = None) -> list[Item]:
             if row.get("label") not in (1, 2):
                 raise DataError(f"{path}: pair {k} has label {row.get('label')!r}, expected 1 or 2")
             for j in (1, 2):
-                items.append(Item(sub, row["input"], row[f"output_{j}"], row["label"] == j))
+                items.append(Item(sub, row["input"], row[f"output_{j}"], row["label"] == j, f"{sub}:{k}:{j}"))
     return items
 
 
@@ -71,10 +72,19 @@ def _summary(items: list[Item], preds: list[bool | None]) -> dict[str, dict]:
     return out
 
 
-def judge_replies(backend: Backend, items: list[Item], cfg: JudgeSettings, seed: int = 0, on_batch=None) -> list[list[str]]:
-    """``cfg.votes`` judge replies per item (greedy when it is 1), all in one batched call."""
+def judge_replies(backend: Backend, items: list[Item], cfg: JudgeSettings, seed: int = 0, on_batch=None,
+                  replies_path: str | Path | None = None, show: bool = True) -> list[list[str]]:
+    """``cfg.votes`` judge replies per item (greedy when it is 1), in one batched call; with
+    ``replies_path`` they are appended there chunk by chunk, and a rerun asks only for the rest (the
+    backends seed each request from itself, so the resumed replies are the ones a whole run gives)."""
     chats = [judge_chat(it.instruction, it.response) for it in items]
-    return backend.generate(chats, cfg.sampling(seed), on_batch=on_batch)
+    if replies_path is None:
+        return backend.generate(chats, cfg.sampling(seed), on_batch=on_batch)
+    from spar.generate import generate_file
+    from spar.types import Prompt
+
+    prompts = [Prompt(id=it.id, messages=c, source="llmbar") for it, c in zip(items, chats)]
+    return [r.completions for r in generate_file(backend, prompts, replies_path, cfg.sampling(seed), chunk=32, show=show)]
 
 
 def scores_at(items: list[Item], votes: list[list[bool | None]], k: int) -> dict:
@@ -88,11 +98,11 @@ def scores_at(items: list[Item], votes: list[list[bool | None]], k: int) -> dict
 
 
 def evaluate_llmbar(backend: Backend, items: list[Item], cfg: JudgeSettings, ks: list[int] | None = None,
-                    on_batch=None) -> tuple[dict[int, dict], list[dict]]:
+                    on_batch=None, replies_path: str | Path | None = None) -> tuple[dict[int, dict], list[dict]]:
     """Scores for each number of votes in ``ks`` from one set of ``max(ks)`` samples per item (the
     first k of them), and one outcome row per item (its replies, votes and gold label)."""
     ks = sorted(set(ks or [cfg.votes]))
-    replies = judge_replies(backend, items, cfg.but(votes=max(ks)), on_batch=on_batch)
+    replies = judge_replies(backend, items, cfg.but(votes=max(ks)), on_batch=on_batch, replies_path=replies_path)
     votes = [[parse_judgement(r) for r in rs] for rs in replies]
     rows = [{"item": i, "subset": it.subset, "gold": it.gold, "votes": v, "replies": rs}
             for i, (it, v, rs) in enumerate(zip(items, votes, replies))]

@@ -80,15 +80,14 @@ def llmbar_run(model, data, votes: list[int], limit, output: Path, max_new_token
                backend_factory) -> dict:
     from spar.eval.llmbar import evaluate_llmbar, load_llmbar
     from spar.io import write_jsonl
-    from spar.progress import token_bar
     from spar.settings import JudgeSettings
 
     items = load_llmbar(data, limit)
     backend = backend_factory(model, batch_size)
     cfg = JudgeSettings(votes=max(votes), mode="llm", max_new_tokens=max_new_tokens)
     t0 = time.perf_counter()
-    with token_bar("llmbar", len(items), advance_on_tick=True) as (tick, _):
-        by_k, rows = evaluate_llmbar(backend, items, cfg, ks=votes, on_batch=tick)
+    # the replies go to OUTPUT's stem + .replies.jsonl as they come: a killed run resumes from there
+    by_k, rows = evaluate_llmbar(backend, items, cfg, ks=votes, replies_path=output.with_name(output.stem + ".replies.jsonl"))
     items_path = output.with_name(output.stem + ".items.jsonl")
     result = {"benchmark": "llmbar", "model": model, "votes": sorted(by_k), "samples_per_item": max(votes),
               "greedy": max(votes) == 1, "seconds": round(time.perf_counter() - t0, 1), "items_file": items_path.name,
