@@ -59,5 +59,10 @@ REMOTE = {"timeout": 120.0, "max_retries": 6}  # for openai: models; `spar --tim
 def _backend(model: str, batch_size: int = 8, device: Optional[str] = None, dtype: Optional[str] = None):
     from spar.llm import BackendOptions, load_backend
 
-    return load_backend(model, BackendOptions(batch_size=batch_size, device=device, dtype=dtype, **REMOTE))
+    backend = load_backend(model, BackendOptions(batch_size=batch_size, device=device, dtype=dtype, **REMOTE))
+    if hasattr(backend, "close"):  # an engine with processes of its own (vLLM): stopped before the interpreter goes
+        import atexit
+
+        atexit.register(backend.close)
+    return backend
 
