@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -16,6 +15,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from spar.machine import describe
 from spar.llm import BackendOptions, Sampling, load_backend
 
 TOPICS = ["the ocean", "a busy train station", "learning to cook", "a rainy afternoon", "an old library",
@@ -74,7 +74,7 @@ def main() -> None:
     torch.manual_seed(0)
     backend = load_backend("embedded", BackendOptions(batch_size=1))
     spar_generate(backend, prompts(1), 8)  # warm-up
-    rows, figures = [], {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "torch": torch.__version__,
+    rows, figures = [], {"machine": describe(), "torch": torch.__version__,
                          "new_tokens": args.new_tokens}
     for bs, count in [(1, 2), (8, 8), (32, 32)]:
         backend.options.batch_size = bs

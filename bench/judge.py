@@ -5,13 +5,12 @@ the mean over five seeds. Prints a table and, last, one JSON line of the figures
 from __future__ import annotations
 
 import json
-import platform
 import time
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
+from spar.machine import describe
 from spar.llm import BackendOptions, load_backend
 from spar.roles.judge import judge
 from spar.settings import JudgeSettings
@@ -62,7 +61,7 @@ def main() -> None:
     table.add_row(f"{t_one:.2f} s", f"{t_five:.2f} s", f"{sum(singles):.2f} s", f"{t_five / t_one:.2f}x",
                   f"{single_tokens[0] / 5:.0f}", f"{five_tokens[0] / 25:.0f}", f"{steps_five:.0f}", f"{per_step:.2f}x")
     Console(width=150).print(table)  # the table stays whole when piped to a file
-    print(json.dumps({"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "seeds": 5,
+    print(json.dumps({"machine": describe(), "seeds": 5,
                       "one_vote_mean_s": round(t_one, 2), "five_votes_one_request_mean_s": round(t_five, 2),
                       "ratio": round(t_five / t_one, 2), "tokens_per_single_vote": single_tokens[0] / 5,
                       "tokens_per_vote_of_five": five_tokens[0] / 25, "longest_vote_of_five": steps_five,

@@ -20,17 +20,17 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
 import time
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from spar.machine import describe
 from spar.constraints.procedural import build_prompts
 from spar.llm import BackendOptions, Sampling, as_dicts, cut_at_stop, load_backend
 from spar.llm.embedded import packaged_model_path
-from spar.llm.hf import cpu_has_bf16, pick_dtype
+from spar.llm.hf import cpu_has_bf16, pick_device, pick_dtype
 from spar.roles.templates import judge_chat, refine_chat, refine_prefill
 
 ANSWER = ("Here is my answer. The lighthouse keeper climbed the stairs every night, cleaned the lamp, "
@@ -54,12 +54,12 @@ class Raw:
 
     name = "generate"
 
-    def __init__(self, path: str, dtype: torch.dtype, batch_size: int = 32):
+    def __init__(self, path: str, dtype: torch.dtype, device: str, batch_size: int = 32):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(path)
         self.tok.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
         self.batch_size = batch_size
 
     def generate(self, chats, s: Sampling, on_batch=None):
@@ -69,7 +69,7 @@ class Raw:
             part = chats[i:i + rows]
             texts = [self.tok.apply_chat_template(c, tokenize=False, add_generation_prompt=c[-1]["role"] != "assistant",
                                                   continue_final_message=c[-1]["role"] == "assistant") for c in part]
-            enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
             torch.manual_seed(s.seed)
             kw = dict(do_sample=True, temperature=s.temperature, top_p=s.top_p) if s.temperature > 0 else dict(do_sample=False)
             with torch.inference_mode():
@@ -92,8 +92,9 @@ def make(engine: str, dtype: str, bind: str | None = None):
         from spar.llm.vllm_backend import VLLMBackend
 
         return VLLMBackend(path, BackendOptions(dtype=dtype, extra={"engine": {
-            "max_model_len": 2048, "cpu_kv_cache_gb": 2, "cpu_threads_bind": None if bind == "auto" else bind}}))
-    return Raw(path, pick_dtype(dtype, "cpu"))
+            "max_model_len": 2048, "cpu_kv_cache_gb": 2, "cpu_threads_bind": bind}}))
+    device = pick_device(None)
+    return Raw(path, pick_dtype(dtype, device), device)
 
 
 def measure(engine: str, dtype: str, loads: dict, bind: str | None = None) -> dict:
@@ -121,7 +122,7 @@ def main() -> None:
     ap.add_argument("--vllm-bind", default="all", help="vLLM CPU core binding: all (every core, as the others use), "
                                                        "auto (vLLM's default: one core kept for serving), or e.g. 0-1")
     args = ap.parse_args()
-    dtype = "bf16" if cpu_has_bf16() else "fp32"
+    dtype = "bf16" if cpu_has_bf16() or torch.cuda.is_available() else "fp32"
     loads = workloads()
     engines = args.engines.split(",")
     results, skipped = {}, {}
@@ -137,7 +138,7 @@ def main() -> None:
         results[e] = measure(e, dtype, loads, args.vllm_bind)
     if "vllm" in results:
         results["vllm"]["cpu_threads_bind"] = args.vllm_bind
-    table = Table(title=f"peers on the embedded model, {dtype}, {torch.get_num_threads()} threads: tokens/s (wall s)")
+    table = Table(title=f"peers on the embedded model, {dtype}, {describe()}: tokens/s (wall s)")
     for c in ("engine", "start-up s", *loads, "search s", "5 votes / 1"):
         table.add_column(c, justify="right")
     for e, r in results.items():
@@ -152,7 +153,7 @@ def main() -> None:
             if a < b:
                 ratios[f"{a}/{b} a tok/s"] = round(results[a]["a: 32 chats, greedy"]["tok_per_s"] / results[b]["a: 32 chats, greedy"]["tok_per_s"], 2)
                 ratios[f"{a}/{b} search time"] = round(results[a]["search_s"] / results[b]["search_s"], 2)
-    print(json.dumps({"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "dtype": dtype,
+    print(json.dumps({"machine": describe(), "dtype": dtype,
                       "engines": results, "skipped": skipped, "ratios": ratios}))
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from spar.machine import describe
 from spar.constraints.procedural import build_prompts
 from spar.llm import BackendOptions, Sampling, as_dicts, load_backend
 
@@ -67,7 +67,7 @@ def main() -> None:
     for name, r in rows.items():
         table.add_row(name, str(r["startup_s"]), str(r["wall_s"]), str(r["rows_per_s"]), str(r.get("same_rows_as_local", "–")))
     Console(width=150).print(table)
-    print(json.dumps({"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "prompts": len(chats), **rows,
+    print(json.dumps({"machine": describe(), "prompts": len(chats), **rows,
                       "ray2_over_local": round(rows["ray x2"]["rows_per_s"] / rows["local"]["rows_per_s"], 2),
                       "ray1_over_local": round(rows["ray x1"]["rows_per_s"] / rows["local"]["rows_per_s"], 2)}))
 

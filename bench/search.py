@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import time
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
+from spar.machine import describe
 from spar.constraints.procedural import build_prompts
 from spar.llm import BackendOptions, Sampling, load_backend
 from spar.roles.judge import judge
@@ -61,7 +60,7 @@ def main() -> None:
     backend = load_backend("embedded", BackendOptions(batch_size=args.batch_size))
     negs = negatives(backend, args.negatives)
     console = Console(width=160)  # the table stays whole when piped to a file
-    fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs),
+    fig: dict = {"machine": describe(), "negatives": len(negs),
                  "dtype": str(backend.model.dtype).removeprefix("torch."), "batch_size": args.batch_size}
 
     # 1. batched vs sequential, hybrid judge with 3 votes (labels from the checkers, votes still generated)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
 from search import negatives, timed_search
+from spar.machine import describe
 from spar.llm import BackendOptions, load_backend
 from spar.settings import JudgeSettings
 from spar.settings import SearchSettings
@@ -28,7 +27,7 @@ def main() -> None:
     backend = load_backend("embedded", BackendOptions(batch_size=32))
     negs = negatives(backend, args.negatives)
     console = Console()
-    fig: dict = {"machine": f"{platform.machine()} {torch.get_num_threads()} threads", "negatives": len(negs)}
+    fig: dict = {"machine": describe(), "negatives": len(negs)}
     vcfg = JudgeSettings(mode="verifier")
     table = Table(title=f"strategies at a {args.budget}-node budget on the same {len(negs)} negatives (checker judge)")
     # nodes: refinements in the tree; a text seen before in the tree is not judged again

@@ -108,9 +108,9 @@ def eval_followbench(
     from rich.console import Console
     from rich.table import Table
 
-    from spar.eval.followbench import dumps, evaluate_followbench, load_followbench
+    from spar.eval.followbench import answer, dumps, evaluate_followbench, select
     from spar.io import DataError, read_jsonl, refuse_same_path, write_jsonl, write_text
-    from spar.types import Completion, Message, Prompt
+    from spar.types import Completion
 
     if not rules_only and not judge:
         raise DataError("470 of FollowBench's 820 items need an LLM judge: pass --judge MODEL (e.g. openai:URL#MODEL), "
@@ -121,8 +121,7 @@ def eval_followbench(
     judge_path = output.with_suffix(".judge.jsonl")
     if responses is not None:
         refuse_same_path(responses, output, outcomes, judge_path)
-    items = [it for it in load_followbench(data) if it.rule_checked or not rules_only]
-    items = items[:limit] if limit else items
+    items = select(data, judged=not rules_only, limit=limit)
     t0 = time.perf_counter()
     made: dict[str, object] = {}
 
@@ -136,13 +135,7 @@ def eval_followbench(
     else:
         if not model:
             raise DataError("spar eval followbench needs --model, or --responses to score saved answers")
-        from spar.generate import generate_file
-        from spar.llm import Sampling
-
-        prompts = [Prompt(id=it.id, messages=[Message(role="user", content=it.instruction)], source="followbench")
-                   for it in items]
-        rows = generate_file(backend(model), prompts, resp_path, Sampling(max_new_tokens=max_new_tokens), chunk=batch_size * 4)
-        answers = {r.id: r.completions[0] for r in rows}
+        answers = answer(backend(model), items, resp_path, max_new_tokens, chunk=batch_size * 4)
     scored, rows = evaluate_followbench(items, answers, backend(judge) if judge else None, judge_path,
                                         judge_max_new_tokens, chunk=batch_size * 4)
     result = {"benchmark": "followbench", "part": "rules only" if rules_only else "rules and judge", "model": model,

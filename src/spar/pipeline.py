@@ -51,9 +51,10 @@ def file_hash(path: Path) -> str:
 
 
 def _versions() -> dict[str, str]:
+    from spar.machine import describe
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version()}
+    out = {"python": platform.python_version(), "machine": describe()}
     for pkg in ("spar-lm", "torch", "transformers", "trl", "peft"):
         try:
             out[pkg] = version(pkg)
@@ -121,7 +122,7 @@ class Run:
                 from spar.executor import RayBackend
 
                 inner = RayBackend(model, BackendOptions(batch_size=self.cfg.batch_size, dtype=self.cfg.dtype,
-                                                         extra={k: v for k, v in extra.items() if k == "engine"}),
+                                                         extra={"engine": extra.get("engine") or {}}),
                                    replicas=ex.replicas, address=ex.address, cpus_per_replica=ex.cpus_per_replica,
                                    gpus_per_replica=ex.gpus_per_replica, max_restarts=ex.max_restarts)
             else:

@@ -179,8 +179,9 @@ class EngineSettings(Settings):
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)  # None: vLLM's default
     max_model_len: int | None = Field(None, ge=16)  # None: the model's own
     cpu_kv_cache_gb: float | None = Field(None, gt=0)  # the CPU build's KV cache (VLLM_CPU_KVCACHE_SPACE); None: 2 on a CPU
-    # the CPU build's core binding (VLLM_CPU_OMP_THREADS_BIND): None = vLLM's "auto", which keeps one
-    # core for the serving process (on 2 cores the model then runs on one); "all" = every core; or "0-3"
+    # the CPU build's core binding (VLLM_CPU_OMP_THREADS_BIND): None or "all" = every core (what
+    # bench/peers.py measured); "auto" = vLLM's own, which keeps one core for its serving process (on
+    # 2 cores the model then runs on one); or a range such as "0-3"
     cpu_threads_bind: str | None = None
     enable_prefix_caching: bool = True
 

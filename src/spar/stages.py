@@ -162,7 +162,12 @@ def run_train(kind: str, base: str, data: Path, out: Path, s: TrainSettings, see
     if launcher is not None and launcher.kind == "accelerate":
         return launch_train(kind, model_path(base), data, out, s, seed, launcher)
     path, log = (train_dpo if kind == "dpo" else train_sft)(model_path(base), rows, out, s, seed=seed)
-    return str(path), [round(x["loss"], 4) for x in log if "loss" in x]
+    return str(path), _losses(log)
+
+
+def _losses(log: list[dict]) -> list[float]:
+    """The loss per logged step of a trainer's log history."""
+    return [round(x["loss"], 4) for x in log if "loss" in x]
 
 
 def launch_command(kind: str, weights: str, data: Path, out: Path, s: TrainSettings, seed: int,
@@ -193,8 +198,7 @@ def launch_train(kind: str, weights: str, data: Path, out: Path, s: TrainSetting
     if done.returncode != 0 or not (out / "model").is_dir():
         tail = "\n".join(done.stdout.splitlines()[-25:])
         raise RuntimeError(f"accelerate launch of spar train {kind} failed (exit {done.returncode}):\n{tail}")
-    log = json.loads((out / "train_log.json").read_text())["log"]
-    return str(out / "model"), [round(x["loss"], 4) for x in log if "loss" in x]
+    return str(out / "model"), _losses(json.loads((out / "train_log.json").read_text())["log"])
 
 
 def eval_jobs(e: EvalSettings, heldout: Path | None) -> list[tuple[str, Path, int | None]]:

@@ -214,7 +214,7 @@ def check(item: Item, generation: str) -> bool:
 # -- the LLM judge (the 470 items rules do not check) ----------------------------------------------
 
 _KIND = {"content": "content constraint", "situation": "situation constraint (the situation or background the task is set in)",
-         "style": "style constraint", "format": "format constraint", "mixed": "constraint", "example": "constraint"}
+         "style": "style constraint", "format": "format constraint", "mixed": "constraint"}  # example items: all rule-checked
 _LIST = re.compile(r"\[[^\[\]]*\]")
 
 
@@ -261,17 +261,17 @@ def parse_judge(reply: str, level: int) -> list[bool] | None:
 
 def scores(items: list[Item], verdicts: dict[str, bool], soft: dict[str, float] | None = None) -> dict:
     """HSR per level and per file, CSL over fully rule-checked examples, on the items with a verdict."""
-    def pct(xs: list[bool]) -> float | None:
+    def pct(xs: list[float]) -> float | None:  # bools (HSR) or shares (SSR)
         return round(100 * sum(xs) / len(xs), 2) if xs else None
+
+    def mean(per_level: dict) -> float:
+        got = [v for v in per_level.values() if v is not None]
+        return round(sum(got) / max(1, len(got)), 2)
 
     soft = soft or {}
-
-    def share(xs: list[float]) -> float | None:
-        return round(100 * sum(xs) / len(xs), 2) if xs else None
-
     scored = [it for it in items if it.id in verdicts]
     ssr = {it.id: soft.get(it.id, float(verdicts[it.id])) for it in scored}
-    ssr_by_level = {lv: share([ssr[it.id] for it in scored if it.level == lv]) for lv in range(1, 6)}
+    ssr_by_level = {lv: pct([ssr[it.id] for it in scored if it.level == lv]) for lv in range(1, 6)}
     by_level = {lv: pct([verdicts[it.id] for it in scored if it.level == lv]) for lv in range(1, 6)}
     by_file = {f: {lv: pct([verdicts[it.id] for it in scored if it.file == f and it.level == lv]) for lv in range(1, 6)}
                for f in FILES}
@@ -286,10 +286,10 @@ def scores(items: list[Item], verdicts: dict[str, bool], soft: dict[str, float] 
                 n += 1
             csl.append(n)
     return {"items": len(scored), "of": 820, "hsr_by_level": by_level,
-            "hsr_mean": round(sum(v for v in by_level.values() if v is not None) / max(1, sum(v is not None for v in by_level.values())), 2),
+            "hsr_mean": mean(by_level),
             "hsr_by_file": by_file, "ssr_by_level": ssr_by_level,
-            "ssr_mean": round(sum(v for v in ssr_by_level.values() if v is not None) / max(1, sum(v is not None for v in ssr_by_level.values())), 2),
-            "ssr_by_file": {f: {lv: share([ssr[it.id] for it in scored if it.file == f and it.level == lv]) for lv in range(1, 6)}
+            "ssr_mean": mean(ssr_by_level),
+            "ssr_by_file": {f: {lv: pct([ssr[it.id] for it in scored if it.file == f and it.level == lv]) for lv in range(1, 6)}
                             for f in FILES},
             "csl": round(sum(csl) / len(csl), 3) if csl else None, "csl_examples": len(csl)}
 
@@ -309,6 +309,24 @@ def outcome_rows(items: list[Item], answers: dict[str, str], verdicts: dict[str,
             row.update(constraints=judged[it.id][1], judge_reply=judged[it.id][0])
         rows.append(row)
     return rows
+
+
+def answer(backend, items: list[Item], path: str | Path, max_new_tokens: int, chunk: int = 32,
+           show: bool = True) -> dict[str, str]:
+    """Greedy answers to the items' instructions, appended to ``path`` as they come (a rerun resumes)."""
+    from spar.generate import generate_file
+    from spar.llm import Sampling
+    from spar.types import Message, Prompt
+
+    prompts = [Prompt(id=it.id, messages=[Message(role="user", content=it.instruction)], source="followbench") for it in items]
+    rows = generate_file(backend, prompts, path, Sampling(max_new_tokens=max_new_tokens), chunk=chunk, show=show)
+    return {r.id: r.completions[0] for r in rows}
+
+
+def select(root: str | Path, judged: bool, limit: int | None = None) -> list[Item]:
+    """The items to score: all 820 with a judge, the 350 rule-checked ones without; the first ``limit``."""
+    items = [it for it in load_followbench(root) if it.rule_checked or judged]
+    return items[:limit] if limit else items
 
 
 def evaluate_followbench(items: list[Item], answers: dict[str, str], judge=None, judge_path: str | Path | None = None,

@@ -128,20 +128,15 @@ def eval_stages() -> tuple[Stage, ...]:
         ctx.spend["refine_greedy_pass"] = scores.get("greedy", {}).get("pass")
 
     def followbench(ctx: Context) -> None:
-        from spar.eval.followbench import dumps, evaluate_followbench, load_followbench
-        from spar.generate import generate_file
+        from spar.eval.followbench import answer, dumps, evaluate_followbench, select
         from spar.io import write_jsonl, write_text
-        from spar.llm import Sampling
-        from spar.types import Message, Prompt
 
         e = ctx.cfg.eval
-        items = [it for it in load_followbench(e.followbench_data) if it.rule_checked or e.followbench_judge]
-        items = items[:e.followbench_limit] if e.followbench_limit else items
-        prompts = [Prompt(id=it.id, messages=[Message(role="user", content=it.instruction)], source="followbench") for it in items]
-        rows = generate_file(ctx.backend("actor"), prompts, ctx.path("eval/followbench.responses.jsonl"),
-                             Sampling(max_new_tokens=e.max_new_tokens), chunk=ctx.chunk * 2, show=ctx.show)
+        items = select(e.followbench_data, judged=bool(e.followbench_judge), limit=e.followbench_limit)
+        answers = answer(ctx.backend("actor"), items, ctx.path("eval/followbench.responses.jsonl"), e.max_new_tokens,
+                         chunk=ctx.chunk * 2, show=ctx.show)
         judge = ctx.run.backend(e.followbench_judge) if e.followbench_judge else None
-        result, outcomes = evaluate_followbench(items, {r.id: r.completions[0] for r in rows}, judge,
+        result, outcomes = evaluate_followbench(items, answers, judge,
                                                 ctx.path("eval/followbench.judge.jsonl"), chunk=ctx.chunk * 2, show=ctx.show)
         write_jsonl(ctx.path("eval/followbench.outcomes.jsonl"), outcomes)
         write_text(ctx.path("eval/followbench.json"), dumps({"benchmark": "followbench", "model": ctx.model("actor"),
