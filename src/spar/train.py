@@ -166,6 +166,14 @@ def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
     return final
 
 
+def _check_kept(trainer, given: int, s: TrainSettings) -> None:
+    """Stop with the reason when the trainer's preprocessing left no row (TRL drops a row whose
+    completion is cut away entirely by max_length)."""
+    if len(trainer.train_dataset) == 0:
+        raise ValueError(f"none of the {given} training rows is left at max_length={s.max_length}: their prompts "
+                         "alone reach it; raise max_length")
+
+
 def _fit(trainer, resume: str | None = None) -> None:
     from transformers.trainer_callback import PrinterCallback
 
@@ -212,6 +220,7 @@ def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     args = SFTConfig(**_common_args(s, out, seed, len(rows)), completion_only_loss=True)
     trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok, peft_config=_peft(s),
                          callbacks=[_progress_callback("sft"), *(callbacks or [])])
+    _check_kept(trainer, len(rows), s)
     _fit(trainer, resume)
     return _save(trainer, tok, out, s), _log_history(trainer, out, s, seed)
 

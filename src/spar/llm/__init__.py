@@ -112,6 +112,8 @@ class Metered:
         self.calls = self.requests = self.new_tokens = 0
 
     def __getattr__(self, attr: str) -> Any:  # everything else is the backend's own
+        if attr == "search_trees" and hasattr(self.inner, "search_trees"):
+            return self._search_trees
         return getattr(self.inner, attr)
 
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]:
@@ -126,6 +128,14 @@ class Metered:
 
         out = self.inner.generate(requests, sampling, on_batch=tick)
         self.new_tokens += counted[0]
+        return out
+
+    def _search_trees(self, searcher, negatives, on_done=None):
+        """Whole trees searched by the backend's own replicas (spar.executor.RayBackend), counted."""
+        out = self.inner.search_trees(searcher, negatives, on_done=on_done)
+        self.calls += self.inner.spend["calls"]
+        self.requests += self.inner.spend["requests"]
+        self.new_tokens += self.inner.spend["new_tokens"]
         return out
 
     def spent(self) -> dict[str, int]:

@@ -29,8 +29,10 @@ def search_file(searcher: Searcher, input: str | Path, output: str | Path, chunk
             done_rows.append(tree)
             progress.update(task, advance=1)
 
-        # Trees advance together inside a chunk; chunks bound the memory of one batched call.
-        for start in range(0, len(todo), chunk):
-            searcher.run(todo[start:start + chunk], on_done=done_one)
+        if hasattr(searcher.backend, "search_trees"):  # replicas of their own (Ray): whole trees each
+            searcher.backend.search_trees(searcher, todo, on_done=done_one)
+        else:  # trees advance together inside a chunk; chunks bound the memory of one batched call
+            for start in range(0, len(todo), chunk):
+                searcher.run(todo[start:start + chunk], on_done=done_one)
     order = {k: i for i, k in enumerate(keys)}
     return sorted((t for t in done_rows if t.id in order), key=lambda t: order[t.id])
