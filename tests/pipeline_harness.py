@@ -57,6 +57,8 @@ def script(chat, sampling, k):
         return "Final judgement: No"
     if "Winner: Judgment A" in text:  # the meta-judge: sometimes no winner at all
         return ["Winner: Judgment A", "Winner: Judgment B", "A is better, I think."][_h(text, i) % 3]
+    if "10 (helpful and closely related)" in text:  # AutoIF's quality check: high, low, or no score line
+        return ["Analysis: fine.\nScore: 9", "Analysis: off the query.\nScore: 3", "It is good. Score 9 maybe"][_h(text, i) % 3]
     if "Score: N" in text:  # the five-point judge: a score, or now and then none
         return f"Some points.\nScore: {_h(text, i) % 6}" if _h(text, i, "s") % 5 else "I cannot tell."
     if "Final judgement" in text:

@@ -122,13 +122,35 @@ def test_autoif_runs_its_stages_and_counts_every_filter(tmp_path):
     assert len(fb) == 2 * len(kept) and all(0 <= r <= 1 for f in fb for r in f["pass_rates"])
     pairs = [json.loads(x) for x in (d / "dpo.jsonl").read_text().splitlines()]
     assert stats["pairs"] == len(pairs)
-    sft = [json.loads(x) for x in (d / "sft.jsonl").read_text().splitlines()]  # every response at pass rate >= 0.5
-    assert len(sft) == stats["sft_rows"] == sum(r >= 0.5 for f in fb for r in f["pass_rates"]) > 0
-    assert all(x["messages"][-1]["role"] == "assistant" and x["origin"]["pass_rate"] >= 0.5 for x in sft)
-    for p in pairs:  # the chosen answer passes the functions, the rejected one fails them all
+    # the quality check (spec section 9): every passing response scored once, none of the others
+    quality = {q["id"]: q for q in map(json.loads, (d / "quality.jsonl").read_text().splitlines())}
+    assert set(quality) == {f["id"] for f in fb}
+    good = {}
+    for f in fb:
+        q = quality[f["id"]]
+        for y, rate, score, replies in zip(f["completions"], f["pass_rates"], q["scores"], q["replies"]):
+            assert len(replies) == (1 if rate >= 0.5 else 0)
+            assert score == ({"9": 9.0, "3": 3.0}.get(replies[0][-1]) if replies and "Score: " in replies[0] else None)
+            good[(f["id"], y)] = rate >= 0.5 and score is not None and score >= 8
+    passing = sum(r >= 0.5 for f in fb for r in f["pass_rates"])
+    assert 0 < sum(good.values()) < passing and stats["quality_dropped"] == passing - sum(good.values())
+    sft = [json.loads(x) for x in (d / "sft.jsonl").read_text().splitlines()]  # passing responses that keep their query
+    assert len(sft) == stats["sft_rows"] == sum(good.values())
+    assert all(x["messages"][-1]["role"] == "assistant" and good[(x["origin"]["input"], x["messages"][-1]["content"])]
+               for x in sft)
+    for p in pairs:  # the chosen answer passes the functions and the quality check, the rejected one fails them all
         f = next(x for x in fb if x["id"] == p["origin"]["input"])
         rate = dict(zip(f["completions"], f["pass_rates"]))
-        assert rate[p["chosen"][0]["content"]] >= 0.5 and rate[p["rejected"][0]["content"]] == 0
+        assert good[(f["id"], p["chosen"][0]["content"])] and rate[p["rejected"][0]["content"]] == 0
+
+
+def test_quality_scores_parse_only_an_exact_last_line():
+    from spar.roles.templates import parse_quality
+
+    assert parse_quality("Detailed analysis.\nScore: 8") == 8.0
+    assert parse_quality("Score: 10\n") == 10.0
+    assert parse_quality("Score: 7 out of 10") is None and parse_quality("Score: 11") is None
+    assert parse_quality("Score: 9\nThat is all.") is None and parse_quality("") is None
 
 
 def test_autoif_split_requests_label_cases_by_the_request(tmp_path):
@@ -138,7 +160,7 @@ def test_autoif_split_requests_label_cases_by_the_request(tmp_path):
     if not check().get("namespaces"):
         pytest.skip("no namespaces on this machine")
     over = {"method": "autoif", "autoif.requests": "split", "autoif.max_instructions": 10, "autoif.function_samples": 3,
-            "autoif.case_samples": 5, "autoif.queries": 1, "autoif.wall_seconds": 2.0}
+            "autoif.case_samples": 5, "autoif.queries": 1, "autoif.wall_seconds": 2.0, "autoif.quality_samples": 0}
     H.run(tmp_path, until="pairs", **over)
     d = tmp_path / "iter_1"
     rows = [json.loads(x) for x in (d / "functions.jsonl").read_text().splitlines()]
@@ -159,3 +181,7 @@ def test_autoif_split_requests_label_cases_by_the_request(tmp_path):
     bt = json.loads((tmp_path / "manifest.json").read_text())["stages"]["iter_1:back_translate"]
     assert bt["labels"]["unparsed"] == 0 and bt["labels"]["entailment"] == 3 * len(kept) and bt["kept"] == len(kept)
     assert len((d / "kept.jsonl").read_text().splitlines()) == len(kept)
+    # with the quality check off nothing is asked and every passing response is an SFT row
+    fb = [json.loads(x) for x in (d / "feedback.jsonl").read_text().splitlines()]
+    assert all(not any(q["replies"]) for q in map(json.loads, (d / "quality.jsonl").read_text().splitlines()))
+    assert len((d / "sft.jsonl").read_text().splitlines()) == sum(r >= 0.5 for f in fb for r in f["pass_rates"])

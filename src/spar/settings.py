@@ -290,6 +290,11 @@ class AutoIFSettings(Settings):
     back_translation: bool = True  # the model itself judges contradiction (no NLI model offline)
     queries: int = Field(4, ge=1)  # queries (spar's seed tasks) per kept instruction
     positive: float = Field(0.5, ge=0, le=1)  # pass rate of a chosen response at least this
+    # query/response quality (spec section 9): the supervision model scores each response that passed
+    # (0-10, "Score: N" on the last line) this many times; a response is kept for the pairs and the
+    # SFT rows when the mean of its parsed scores is at least quality_min. 0 = no check.
+    quality_samples: int = Field(1, ge=0)
+    quality_min: float = Field(8.0, ge=0, le=10)
     temperature: float = Field(0.8, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(512, ge=1)

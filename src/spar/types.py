@@ -226,6 +226,16 @@ class MetaJudged(Record):
     replies: list[str] = Field(default_factory=list)
 
 
+class Quality(Record):
+    """A row of AutoIF's query/response quality check (spec section 9): per response, the mean of
+    its parsed 0-10 scores (None: not asked, its pass rate being below the threshold, or no score
+    parsed) and the judge's replies."""
+
+    id: str
+    scores: list[float | None]
+    replies: list[list[str]]
+
+
 class Feedback(Record):
     """A row of AutoIF's execution feedback: one input, its responses and their pass rates."""
 

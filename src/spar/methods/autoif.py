@@ -18,7 +18,7 @@ from spar.methods.base import Context, Method, Stage
 from spar.methods.common import PROMPTS, eval_stages, train_stage
 from spar.roles import templates as T
 from spar.selfplay import autoif as A
-from spar.types import Completion, Feedback, Prompt
+from spar.types import Completion, Feedback, Prompt, Quality
 
 # A few seed instructions of the kind the paper starts from (one atomic, checkable constraint each).
 SEEDS = [
@@ -204,14 +204,65 @@ def _feedback(ctx: Context) -> None:
     ctx.spend["scored"] = len(todo)
 
 
+def _quality(ctx: Context) -> None:
+    """Spec section 9: the supervision model scores each response that passed the functions for how
+    well it still answers its query (an instruction can contradict its query, which the functions
+    cannot see). Resumable by input."""
+    a = ctx.cfg.autoif
+    instruction = {r["id"]: r["instruction"] for r in map(json.loads, ctx.path("kept.jsonl").read_text().splitlines())}
+    out = ctx.path("quality.jsonl")
+    _, done = resume(out, Quality)
+    todo = [f for f in read_jsonl(ctx.path("feedback.jsonl"), Feedback) if f.id not in done]
+    asked = kept = 0
+    with Appender(out) as w:
+        for start in range(0, len(todo), ctx.chunk):
+            part = todo[start:start + ctx.chunk]
+            jobs = []  # (row, response index, chat)
+            for k, f in enumerate(part):
+                ins = instruction[f.id.rsplit("-q", 1)[0]]
+                query = f.prompt[-1].content.removesuffix(" " + ins)
+                jobs += [(k, j, T.autoif_chat(T.AUTOIF_QUALITY, instruction=ins, query=query, response=y))
+                         for j, (y, rate) in enumerate(zip(f.completions, f.pass_rates)) if rate >= a.positive]
+            replies = _teacher(ctx).generate([c for _, _, c in jobs], _sampling(ctx, a.quality_samples)) if jobs and a.quality_samples else []
+            got = {(k, j): r for (k, j, _), r in zip(jobs, replies)}
+            for k, f in enumerate(part):
+                scores, texts = [], []
+                for j in range(len(f.completions)):
+                    rs = got.get((k, j), [])
+                    parsed = [v for v in map(T.parse_quality, rs) if v is not None]
+                    scores.append(sum(parsed) / len(parsed) if parsed else None)
+                    texts.append(rs)
+                    asked += bool(rs)
+                    kept += bool(parsed) and sum(parsed) / len(parsed) >= a.quality_min
+                w.write(Quality(id=f.id, scores=scores, replies=texts))
+    ctx.spend.update(asked=asked, kept=kept)
+
+
+def _kept_by_quality(ctx: Context) -> dict[str, list[bool]]:
+    """Per input, which responses pass the quality check (all of them when it is off)."""
+    a = ctx.cfg.autoif
+    path = ctx.path("quality.jsonl")
+    if not a.quality_samples or not path.exists():
+        return {}
+    return {q.id: [s is not None and s >= a.quality_min for s in q.scores] for q in read_jsonl(path, Quality)}
+
+
 def _pairs(ctx: Context) -> None:
     rows = [json.loads(x) for x in ctx.path("feedback.jsonl").read_text().splitlines()] if ctx.path("feedback.jsonl").exists() else []
-    pairs, hist = [], {"0": 0, "(0,0.5)": 0, ">=0.5": 0}
+    quality = _kept_by_quality(ctx)
+    positive = ctx.cfg.autoif.positive
+    pairs, hist, dropped = [], {"0": 0, "(0,0.5)": 0, ">=0.5": 0}, 0
     for r in rows:
         for rate in r["pass_rates"]:
-            hist["0" if rate == 0 else (">=0.5" if rate >= ctx.cfg.autoif.positive else "(0,0.5)")] += 1
+            hist["0" if rate == 0 else (">=0.5" if rate >= positive else "(0,0.5)")] += 1
+        if r["id"] in quality:  # a passing response that fails the quality check is neither chosen nor an SFT row
+            ok = quality[r["id"]]
+            dropped += sum(rate >= positive and not good for rate, good in zip(r["pass_rates"], ok))
+            keep = [rate < positive or good for rate, good in zip(r["pass_rates"], ok)]
+            r["completions"] = [y for y, k in zip(r["completions"], keep) if k]
+            r["pass_rates"] = [x for x, k in zip(r["pass_rates"], keep) if k]
         for y_w, y_l in A.sample_pairs(list(zip(r["completions"], r["pass_rates"])), f"{ctx.seed}:{r['id']}",
-                                       ctx.cfg.autoif.positive):
+                                       positive):
             pairs.append({"prompt": r["prompt"], "chosen": [{"role": "assistant", "content": y_w}],
                           "rejected": [{"role": "assistant", "content": y_l}], "origin": {"kind": "autoif", "input": r["id"]}})
     write_jsonl(ctx.path("dpo.jsonl"), pairs)
@@ -221,8 +272,8 @@ def _pairs(ctx: Context) -> None:
                                                                                         "pass_rate": rate}}
            for r in rows for y, rate in zip(r["completions"], r["pass_rates"]) if rate >= ctx.cfg.autoif.positive]
     write_jsonl(ctx.path("sft.jsonl"), sft)
-    stats = {"method": "autoif", "pass_rates": hist, "pairs": len(pairs), "sft_rows": len(sft)}
-    for name in ("instructions", "functions", "verify", "back_translate", "queries"):
+    stats = {"method": "autoif", "pass_rates": hist, "quality_dropped": dropped, "pairs": len(pairs), "sft_rows": len(sft)}
+    for name in ("instructions", "functions", "verify", "back_translate", "queries", "quality"):
         rec = ctx.run.manifest["stages"].get(f"iter_{ctx.t}:{name}", {})
         stats[name] = {k: v for k, v in rec.items() if k not in ("hash", "status", "seed", "stage_seed", "started", "spend")}
     write_text(ctx.path("stats.json"), json.dumps(stats, indent=1) + "\n")
@@ -246,7 +297,10 @@ METHOD = Method(
               models=("actor",), resumable=True),
         Stage("feedback", _feedback, inputs=("samples.jsonl", "kept.jsonl"), outputs=("feedback.jsonl",),
               settings=("autoif",), resumable=True),
-        Stage("pairs", _pairs, inputs=("feedback.jsonl",), outputs=("dpo.jsonl", "sft.jsonl", "stats.json"), settings=("autoif",)),
+        Stage("quality", _quality, inputs=("feedback.jsonl", "kept.jsonl"), outputs=("quality.jsonl",), settings=("autoif",),
+              models=("actor",), resumable=True),
+        Stage("pairs", _pairs, inputs=("feedback.jsonl", "quality.jsonl"), outputs=("dpo.jsonl", "sft.jsonl", "stats.json"),
+              settings=("autoif",)),
         train_stage("train_actor", "dpo", "actor", "dpo.jsonl", "train_actor", "actor"),
         *eval_stages(),
     ),

@@ -178,6 +178,14 @@ def parse_score(reply: str) -> float | None:
     return value if 0 <= value <= 5 else None
 
 
+def parse_quality(reply: str) -> float | None:
+    """AutoIF's query/response quality (0-10) from the reply's last line when it is exactly "Score: N";
+    None when it is not (no score)."""
+    lines = reply.strip().splitlines() if isinstance(reply, str) else []
+    m = re.fullmatch(r"Score: (\d+)", lines[-1].strip()) if lines else None
+    return float(m.group(1)) if m and 0 <= int(m.group(1)) <= 10 else None
+
+
 def parse_winner(reply: str) -> int | None:
     """+1 when judgment A wins, -1 when B does, None when the reply names no winner."""
     found = _WINNER.findall(reply) if isinstance(reply, str) else []
@@ -226,6 +234,14 @@ Instruction B: {b}
 Does instruction B contradict instruction A? End with a last line that reads exactly "Final judgement: Yes" if it contradicts A, or "Final judgement: No" if it does not."""
 
 AUTOIF_RESPONSE = """{query} {instruction}"""
+
+AUTOIF_QUALITY = """You check whether a response serves both a query and an instruction attached to it. The response had to obey the instruction strictly, so it may be less helpful than a free answer; judge whether it still answers the query.
+
+[Instruction] {instruction}
+[Query] {query}
+[Response] {response}
+
+Analyse the response in detail, then end with a last line that reads exactly "Score: N", where N is from 0 (unrelated to the query) to 10 (helpful and closely related), and nothing else on that line."""
 
 
 def autoif_chat(template: str, **fields: str) -> list[Message]:
