@@ -2,7 +2,7 @@
 # The figures that are slow on a 2-core CPU, on one CUDA GPU (hf backend, bf16). Each step resumes
 # where it stopped; run them in order:  experiments/gpu.sh spar|bench|search|refine  (or all)
 #   spar    SPaR, recipes/smollm2-135m/full.yaml, one iteration, IFEval (541) before and after on this GPU
-#   bench   bench/peers.py (hf, raw generate) and bench/judge.py: what five votes cost in units of one
+#   bench   bench/peers.py (the hf engine) and bench/judge.py: what five votes cost in units of one
 #   search  IFEval with and without BFS at inference time: the embedded model, then the trained
 #           actor with the trained refiner as its judge
 #   refine  refinement accuracy on the iteration's failed answers: the embedded refiner vs the trained one
@@ -21,7 +21,7 @@ if [[ $step == spar || $step == all ]]; then
     --set eval.ifeval_data="$IFEVAL" --set eval.before=true
 fi
 if [[ $step == bench || $step == all ]]; then
-  python bench/peers.py --engines hf,generate | tee "$OUT/bench-peers.txt"
+  python bench/peers.py --engines hf | tee "$OUT/bench-peers.txt"
   python bench/judge.py | tee "$OUT/bench-judge.txt"
 fi
 if [[ $step == search || $step == all ]]; then

@@ -41,7 +41,7 @@ class _Replica:
         out = self.backend.generate(requests, sampling, on_batch=lambda _r, n: tokens.__setitem__(0, tokens[0] + n))
         return out, tokens[0]
 
-    def search(self, negatives: list, judge_cfg, search_cfg, seed: int, sequential: bool) -> list:
+    def search(self, negatives: list, judge_cfg, search_cfg, seed: int, sequential: bool) -> tuple[list, dict[str, int]]:
         from spar.llm import Metered
         from spar.search.driver import Searcher
 
@@ -87,9 +87,10 @@ class RayBackend:
         self.restarts = 0
         self.groups: list[tuple[int, list[str]]] = []  # (replica, tree ids) of each group searched, for tests
 
-    def _each(self, jobs: list, submit, max_tries: int | None = None):
-        """Run ``jobs`` on the replicas, one at a time per replica, and yield (job, result) as each
-        finishes; a job whose replica died goes to a fresh replica (``max_restarts`` a call)."""
+    def _each(self, jobs: list, submit):
+        """Run ``jobs`` on the replicas (``submit(replica, job)`` returns its Ray reference), one at a
+        time per replica, and yield (replica index, job, result) as each finishes; a job whose replica
+        died goes again to a fresh one, up to ``max_restarts`` times a call."""
         from ray.exceptions import RayActorError
 
         queue = list(range(len(jobs)))[::-1]
@@ -138,28 +139,10 @@ class RayBackend:
         return [trees[n.key] for n in negatives if n.key in trees]
 
     def generate(self, requests: Sequence[ChatLike], sampling: Sampling, on_batch: OnBatch | None = None) -> list[list[str]]:
-        from ray.exceptions import RayActorError
-
         chats = [as_dicts(r) for r in requests]
-        cuts = shards(len(chats), len(self.replicas))
         out: list[list[str] | None] = [None] * len(chats)
-        pending: dict[Any, int] = {self.replicas[k].generate.remote(chats[a:b], sampling): k for k, (a, b) in enumerate(cuts)}
-        tries = 0
-        while pending:
-            done, _ = self.ray.wait(list(pending), num_returns=1)
-            ref = done[0]
-            k = pending.pop(ref)
-            a, b = cuts[k]
-            try:
-                texts, tokens = self.ray.get(ref)
-            except RayActorError:  # the replica died: a fresh one takes its shard again
-                tries += 1
-                if tries > self.max_restarts:
-                    raise BackendError(f"ray executor: replicas died {tries} times in one call; giving up") from None
-                self.replicas[k] = self._make()
-                self.restarts += 1
-                pending[self.replicas[k].generate.remote(chats[a:b], sampling)] = k
-                continue
+        submit = lambda replica, cut: replica.generate.remote(chats[cut[0]:cut[1]], sampling)  # noqa: E731
+        for _, (a, b), (texts, tokens) in self._each(shards(len(chats), len(self.replicas)), submit):
             out[a:b] = texts
             if on_batch:
                 on_batch(b - a, tokens)

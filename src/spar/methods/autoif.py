@@ -270,7 +270,7 @@ def _pairs(ctx: Context) -> None:
     # chat; spar trains DPO on the pairs (section 13), the SFT rows are there for `spar train sft`
     sft = [{"messages": [*r["prompt"], {"role": "assistant", "content": y}], "origin": {"kind": "autoif", "input": r["id"],
                                                                                         "pass_rate": rate}}
-           for r in rows for y, rate in zip(r["completions"], r["pass_rates"]) if rate >= ctx.cfg.autoif.positive]
+           for r in rows for y, rate in zip(r["completions"], r["pass_rates"]) if rate >= positive]
     write_jsonl(ctx.path("sft.jsonl"), sft)
     stats = {"method": "autoif", "pass_rates": hist, "quality_dropped": dropped, "pairs": len(pairs), "sft_rows": len(sft)}
     for name in ("instructions", "functions", "verify", "back_translate", "queries", "quality"):
