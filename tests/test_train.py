@@ -129,3 +129,14 @@ def test_a_training_set_emptied_by_max_length_stops_with_the_reason():
     with pytest.raises(ValueError, match="none of the 15 training rows is left at max_length=256"):
         _check_kept(SimpleNamespace(train_dataset=[]), 15, TrainSettings(max_length=256))
     _check_kept(SimpleNamespace(train_dataset=[1]), 15, TrainSettings(max_length=256))  # a row left: no error
+
+
+def test_dpo_trains_an_in_memory_model_given_instead_of_a_path(base, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model, tok = AutoModelForCausalLM.from_pretrained(base), AutoTokenizer.from_pretrained(base)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = TrainSettings(max_steps=1, learning_rate=1e-5, warmup_ratio=0.0, batch_size=2, max_length=128)
+    path, log = train_dpo("no such model", PAIRS, tmp_path, s, save=False, loaded=(model, tok))
+    assert path is None and [x["loss"] for x in log if "loss" in x]
+    assert _changed(before, model.state_dict())  # the given model itself was trained

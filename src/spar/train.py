@@ -226,10 +226,12 @@ def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSett
 
 
 def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None,
-              seed: int = 0, callbacks: list | None = None, save: bool = True) -> tuple[Path | None, list[dict]]:
+              seed: int = 0, callbacks: list | None = None, save: bool = True,
+              loaded: tuple[Any, Any] | None = None) -> tuple[Path | None, list[dict]]:
     """DPO with the SFT term on chosen (``loss_type=["sigmoid", "sft"]``, weights ``[1, sft_weight]``).
     ``callbacks``: more transformers TrainerCallbacks (e.g. evaluations during training); with
-    ``save=False`` the trained model is not written (only ``train_log.json``)."""
+    ``save=False`` the trained model is not written (only ``train_log.json``); ``loaded``: an
+    in-memory (model, tokenizer) to train instead of loading ``model`` (which then only names it)."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -244,7 +246,7 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     _quiet()
     data = Dataset.from_list([{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows])
     resume = _resume_point(out, model, rows, s, seed) if save else None
-    m, tok = _load(model, s)
+    m, tok = loaded if loaded is not None else _load(model, s)
     loss = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.sft_weight]} if s.sft_weight > 0 else {"loss_type": ["sigmoid"]}
     args = DPOConfig(**_common_args(s, out, seed, len(rows)), beta=s.beta, precompute_ref_log_probs=s.precompute_ref, **loss)
     # With precompute_ref, DPOTrainer runs the reference over every pair while it is built; its own
