@@ -140,3 +140,34 @@ def test_dpo_trains_an_in_memory_model_given_instead_of_a_path(base, tmp_path):
     path, log = train_dpo("no such model", PAIRS, tmp_path, s, save=False, loaded=(model, tok))
     assert path is None and [x["loss"] for x in log if "loss" in x]
     assert _changed(before, model.state_dict())  # the given model itself was trained
+
+
+def test_merge_rounding_tells_how_much_of_a_lora_update_a_bf16_merge_keeps(base, tmp_path, capsys):
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+    from transformers import AutoModelForCausalLM
+
+    from spar.train import _record_merge, merge_rounding
+
+    def lora(dtype):
+        m = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        return get_peft_model(m, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+
+    def set_b(model, value):
+        for x in model.modules():
+            if isinstance(x, LoraLayer):
+                torch.nn.init.constant_(x.lora_B["default"].weight, value)
+
+    pm = lora(torch.bfloat16)
+    set_b(pm, 1e-6)  # an update far below a bf16 step of the weights
+    tiny = merge_rounding(pm)
+    assert tiny["dtype"] == "bfloat16" and tiny["relative_error"] > 0.9 and tiny["share_rounded_away"] > 0.9
+    _record_merge(pm, tmp_path)
+    assert json.loads((tmp_path / "merge.json").read_text()) == tiny
+    assert "rounded away" in " ".join(capsys.readouterr().err.split())
+    set_b(pm, 0.1)  # an update that dwarfs the rounding
+    large = merge_rounding(pm)
+    assert large["relative_error"] < 0.05 and large["share_rounded_away"] < 0.05
+    fp32 = lora(torch.float32)
+    set_b(fp32, 1e-6)
+    assert merge_rounding(fp32) is None  # an fp32 merge is exact

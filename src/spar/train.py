@@ -157,6 +157,7 @@ def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     model = trainer.model
     if s.lora and s.merge_lora:
+        _record_merge(model, out)
         model = model.merge_and_unload()
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
@@ -164,6 +165,58 @@ def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
     os.replace(tmp, final)
     shutil.rmtree(out / "trainer", ignore_errors=True)
     return final
+
+
+def merge_rounding(model) -> dict | None:
+    """What merging a LoRA model's adapters into its weights keeps of their update when the weights
+    are bf16 or fp16: a merged weight is rounded to that precision, and an update smaller than half a
+    step of the weight it lands on is lost entirely. Returns the relative error of the merged weights'
+    change against the exact update and the share of updated entries whose change rounds to zero;
+    None when the weights are fp32 (the merge is exact)."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    err = total = 0.0
+    lost = count = 0
+    dtype = None
+    for m in model.modules():
+        if not isinstance(m, LoraLayer) or not hasattr(m.base_layer, "weight"):
+            continue
+        w = m.base_layer.weight.detach()
+        if w.dtype == torch.float32:
+            return None
+        dtype = w.dtype
+        for name in m.active_adapters:
+            if name not in m.lora_A:
+                continue
+            d = (m.lora_B[name].weight.float() @ m.lora_A[name].weight.float()) * m.scaling[name]
+            if getattr(m, "fan_in_fan_out", False):
+                d = d.T
+            got = (w.float() + d).to(dtype).float() - w.float()
+            err += (got - d).pow(2).sum().item()
+            total += d.pow(2).sum().item()
+            lost += ((got == 0) & (d != 0)).sum().item()
+            count += int((d != 0).sum().item())
+    if dtype is None or total == 0:
+        return None
+    return {"dtype": str(dtype).removeprefix("torch."), "relative_error": round((err / total) ** 0.5, 4),
+            "share_rounded_away": round(lost / max(count, 1), 4)}
+
+
+def _record_merge(model, out: Path) -> None:
+    """Keep merge_rounding's figures beside the model (merge.json), and say so when nearly every
+    updated entry rounded away."""
+    info = merge_rounding(model)
+    if info is None:
+        return
+    (out / "merge.json").write_text(json.dumps(info, indent=1))
+    if info["share_rounded_away"] > 0.95:
+        from spar.progress import console
+
+        console.print(f"[yellow]note: merging the LoRA adapter into {info['dtype']} weights rounded away "
+                      f"{info['share_rounded_away']:.0%} of the updated entries (relative error "
+                      f"{info['relative_error']:.2f}): the update is below {info['dtype']}'s resolution for most "
+                      f"weights ({out / 'merge.json'}; results/smollm2-135m/lora-merge measures what that costs)[/yellow]")
 
 
 def _check_kept(trainer, given: int, s: TrainSettings) -> None:
