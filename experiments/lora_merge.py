@@ -27,19 +27,6 @@ from spar.io import write_text
 PAIRS = Path("results/smollm2-135m/methods/self_rewarding/iter_1/dpo.jsonl")
 
 
-def lora_layers(model):
-    from peft.tuners.lora import LoraLayer
-
-    return [m for m in model.modules() if isinstance(m, LoraLayer)]
-
-
-def delta(layer) -> torch.Tensor:
-    """The adapter's update of the layer's weight, in fp32."""
-    a = layer.lora_A["default"].weight.float()
-    b = layer.lora_B["default"].weight.float()
-    return (b @ a) * layer.scaling["default"]
-
-
 @torch.no_grad()
 def margins(model, tok, rows) -> list[float]:
     out = []
@@ -59,27 +46,11 @@ def margins(model, tok, rows) -> list[float]:
     return out
 
 
-def kept(layers, dtype: torch.dtype) -> dict:
-    """How much of the fp32 update survives rounding W + update to ``dtype`` (W is bf16)."""
-    err = total = 0.0
-    lost = count = 0
-    for layer in layers:
-        w = layer.base_layer.weight.detach().float()
-        d = delta(layer)
-        merged = (w + d).to(dtype).float()
-        got = merged - w
-        err += (got - d).pow(2).sum().item()
-        total += d.pow(2).sum().item()
-        lost += ((got == 0) & (d != 0)).sum().item()
-        count += d.numel()
-    return {"relative_error": round((err / total) ** 0.5, 4), "share_of_entries_rounded_away": round(lost / count, 4)}
-
-
 def run(lr: float, rows: list[dict], recipe: str) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from spar.llm.embedded import embedded_model_path
-    from spar.train import train_dpo
+    from spar.train import lora_updates, merge_rounding, train_dpo
 
     path = str(embedded_model_path())
     tok = AutoTokenizer.from_pretrained(path)
@@ -91,16 +62,15 @@ def run(lr: float, rows: list[dict], recipe: str) -> dict:
         _, log = train_dpo(path, rows, out, s, save=False, loaded=(model, tok))
     train_s = time.perf_counter() - t0
     model.eval()
-    layers = lora_layers(model)
+    layers, updates = zip(*lora_updates(model))
     res = {"learning_rate": lr, "steps": max((e.get("step", 0) for e in log), default=0), "train_s": round(train_s, 1),
            "settings": {k: getattr(s, k) for k in ("lora_r", "lora_alpha", "epochs", "batch_size", "grad_accum",
                                                    "warmup_ratio", "beta", "sft_weight")},
-           "update_norm": round(sum(delta(x).pow(2).sum().item() for x in layers) ** 0.5, 5),
-           "rounding": {"bf16": kept(layers, torch.bfloat16), "fp16": kept(layers, torch.float16)}}
+           "update_norm": round(sum(d.pow(2).sum().item() for d in updates) ** 0.5, 5),
+           "rounding": {"bf16": merge_rounding(model, torch.bfloat16), "fp16": merge_rounding(model, torch.float16)}}
     m = {"adapter_bf16": margins(model, tok, rows)}  # what training saw
     for x in layers:
         x.enable_adapters(False)
-    updates = [delta(x) for x in layers]
     originals = [x.base_layer.weight.detach().clone() for x in layers]
     # Each precision against its own base: the forward's rounding differs between precisions by more
     # than a small update moves the margin, so a gain is a difference within one precision.
@@ -136,7 +106,7 @@ def main() -> None:
         r = run(lr, rows, a.recipe)
         out["runs"].append(r)
         print(f"lr {lr:g}: {r['steps']} steps, update norm {r['update_norm']}, bf16 keeps "
-              f"{1 - r['rounding']['bf16']['share_of_entries_rounded_away']:.1%} of entries "
+              f"{1 - r['rounding']['bf16']['share_rounded_away']:.1%} of entries "
               f"(relative error {r['rounding']['bf16']['relative_error']}); margin gain kept: {r['gain_kept']}", flush=True)
     from spar.machine import describe
 

@@ -167,39 +167,42 @@ def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
     return final
 
 
-def merge_rounding(model) -> dict | None:
-    """What merging a LoRA model's adapters into its weights keeps of their update when the weights
-    are bf16 or fp16: a merged weight is rounded to that precision, and an update smaller than half a
-    step of the weight it lands on is lost entirely. Returns the relative error of the merged weights'
-    change against the exact update and the share of updated entries whose change rounds to zero;
-    None when the weights are fp32 (the merge is exact)."""
-    import torch
+def lora_updates(model):
+    """Each LoRA layer of ``model`` with its active adapters' update of the layer's weight, in fp32."""
     from peft.tuners.lora import LoraLayer
 
-    err = total = 0.0
-    lost = count = 0
-    dtype = None
     for m in model.modules():
         if not isinstance(m, LoraLayer) or not hasattr(m.base_layer, "weight"):
             continue
-        w = m.base_layer.weight.detach()
-        if w.dtype == torch.float32:
-            return None
-        dtype = w.dtype
         for name in m.active_adapters:
-            if name not in m.lora_A:
-                continue
-            d = (m.lora_B[name].weight.float() @ m.lora_A[name].weight.float()) * m.scaling[name]
-            if getattr(m, "fan_in_fan_out", False):
-                d = d.T
-            got = (w.float() + d).to(dtype).float() - w.float()
-            err += (got - d).pow(2).sum().item()
-            total += d.pow(2).sum().item()
-            lost += ((got == 0) & (d != 0)).sum().item()
-            count += int((d != 0).sum().item())
-    if dtype is None or total == 0:
+            if name in m.lora_A:
+                d = (m.lora_B[name].weight.float() @ m.lora_A[name].weight.float()) * m.scaling[name]
+                yield m, (d.T if getattr(m, "fan_in_fan_out", False) else d)
+
+
+def merge_rounding(model, dtype=None) -> dict | None:
+    """What merging a LoRA model's adapters into its weights keeps of their update when the merged
+    weights are bf16 or fp16 (``dtype``, by default the weights' own): a merged weight is rounded to
+    that precision, and an update smaller than half a step of the weight it lands on is lost
+    entirely. Returns the relative error of the merged weights' change against the exact update and
+    the share of updated entries whose change rounds to zero; None for fp32 (the merge is exact)."""
+    import torch
+
+    err = total = 0.0
+    lost = count = 0
+    for m, d in lora_updates(model):
+        target = dtype or m.base_layer.weight.dtype
+        if target == torch.float32:
+            return None
+        w = m.base_layer.weight.detach().float()
+        got = (w + d).to(target).float() - w
+        err += (got - d).pow(2).sum().item()
+        total += d.pow(2).sum().item()
+        lost += ((got == 0) & (d != 0)).sum().item()
+        count += int((d != 0).sum().item())
+    if total == 0:
         return None
-    return {"dtype": str(dtype).removeprefix("torch."), "relative_error": round((err / total) ** 0.5, 4),
+    return {"dtype": str(target).removeprefix("torch."), "relative_error": round((err / total) ** 0.5, 4),
             "share_rounded_away": round(lost / max(count, 1), 4)}
 
 
