@@ -58,8 +58,11 @@ IFEVAL_DATA := $(wildcard ../shared/data/ifeval/input_data.jsonl)
 demo: $(VENV)/.installed
 	$(BIN)/spar demo $(if $(IFEVAL_DATA),--ifeval-data $(IFEVAL_DATA))
 
+# The packaged model's one-time conversion (GGUF -> safetensors in $$SPAR_HOME/models) is a step of its
+# own, visible here, rather than a side effect of whichever test loads the model first.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q
+	$(BIN)/spar models prepare embedded
+	$(BIN)/python -m pytest -q -rs
 
 # the Ray executor on a local cluster with two replicas of the embedded model (~2 min)
 test-ray: $(VENV)/.installed-dev

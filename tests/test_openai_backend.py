@@ -210,15 +210,24 @@ def test_retry_after_is_honoured(monkeypatch):
     assert waits and waits[0] >= 5.0
 
 
-def test_timeout_and_retries_from_the_command_line():
+def test_timeout_and_retries_from_the_command_line_reach_the_backend(monkeypatch):
     from typer.testing import CliRunner
 
+    import spar.llm
     from spar.cli import app
-    from spar.cli_common import REMOTE
 
-    res = CliRunner().invoke(app, ["--timeout", "7", "--retries", "2", "sandbox", "--help"])
-    assert res.exit_code == 0 and REMOTE == {"timeout": 7.0, "max_retries": 2}
-    REMOTE.update(timeout=120.0, max_retries=6)
+    built = []
+
+    def fake_load(model, options):
+        built.append(options)
+        raise spar.llm.BackendError("stop here")
+
+    monkeypatch.setattr(spar.llm, "load_backend", fake_load)
+    res = CliRunner().invoke(app, ["--timeout", "7", "--retries", "2", "generate", "-m", "openai:http://127.0.0.1:9/v1#m"])
+    assert res.exit_code == 2 and (built[0].timeout, built[0].max_retries) == (7.0, 2), res.output
+    built.clear()
+    res = CliRunner().invoke(app, ["generate", "-m", "openai:http://127.0.0.1:9/v1#m"])  # no state carried over
+    assert res.exit_code == 2 and (built[0].timeout, built[0].max_retries) == (120.0, 6), res.output
 
 
 def test_a_request_that_fails_for_good_keeps_the_others_answers(tmp_path, monkeypatch):

@@ -13,10 +13,11 @@ import typer
 from spar.cli_bootstrap import bootstrap_app
 from spar.cli_eval import eval_followbench, eval_refine
 from spar.cli_experiment import experiment_app
+from spar.cli_models import models_app
 from spar.cli_sandbox import sandbox_app
-from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
+from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly, IN, OUT, OUT_DIR, RUN_DIR
 from spar.io import DataError
-from spar.settings import JudgeSettings, SearchSettings
+from spar.settings import JudgeSettings, RemoteSettings, SearchSettings
 
 app = typer.Typer(
     help="spar: self-play with tree-search refinement for instruction following (SPaR), and its baselines.\n\n"
@@ -28,14 +29,17 @@ app = typer.Typer(
 )
 
 
+_REMOTE = RemoteSettings()
+
+
 @app.callback()
 def _options(
-    timeout: Annotated[float, typer.Option(min=0.1, help="seconds per request to an openai: model before it is retried")] = 120.0,
-    retries: Annotated[int, typer.Option(min=0, help="retries of a failed request to an openai: model")] = 6,
+    timeout: Annotated[Optional[float], typer.Option(min=0.1, help=f"seconds per request to an openai: model before it is retried, in every backend the command builds [default: the recipe's remote.timeout, else {_REMOTE.timeout:g}]")] = None,
+    retries: Annotated[Optional[int], typer.Option(min=0, help=f"retries of a failed request to an openai: model [default: the recipe's remote.retries, else {_REMOTE.retries}]")] = None,
 ):
-    from spar.cli_common import REMOTE
+    from spar.cli_common import REMOTE_GIVEN
 
-    REMOTE.update(timeout=timeout, max_retries=retries)
+    REMOTE_GIVEN.set({k: v for k, v in {"timeout": timeout, "retries": retries}.items() if v is not None})
 
 
 def builtin_prompts():  # a few examples for `spar generate` without --input
@@ -50,8 +54,8 @@ def builtin_prompts():  # a few examples for `spar generate` without --input
 @friendly
 def generate(
     model: ModelOpt = "embedded",
-    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="prompts JSONL (spar or IFEval rows); default: spar's built-in examples")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="output JSONL: {id, prompt, completions}; rerun resumes")] = Path("completions.jsonl"),
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="prompts JSONL (spar or IFEval rows); default: spar's built-in examples"), IN] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="output JSONL: {id, prompt, completions}; rerun resumes"), OUT] = Path("completions.jsonl"),
     n: Annotated[int, typer.Option("-n", min=1, help="completions per prompt")] = 1,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens to generate at most")] = 256,
     temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy")] = 0.0,
@@ -65,19 +69,15 @@ def generate(
     """Generate completions for a prompts file. Resumable: rerunning skips ids already in OUTPUT."""
     from spar.generate import generate_file
     from spar.io import read_prompts
-    from spar.llm import Sampling
+    from spar.llm import BackendOptions, Sampling, check_model
 
-    from spar.io import refuse_same_path
-
-    if input:
-        refuse_same_path(input, output)
+    sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                        stop=tuple(stop or ()), seed=seed)
+    check_model(model, BackendOptions(device=device, dtype=dtype), max_new_tokens)
     prompts = read_prompts(input) if input else builtin_prompts()
     if not prompts:
         raise DataError(f"{input}: no prompts in the file")
-    sampling = Sampling(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                        stop=tuple(stop or ()), seed=seed)
-    backend = _backend(model, batch_size, device, dtype)
-    rows = generate_file(backend, prompts, output, sampling, chunk=batch_size)
+    rows = generate_file(lambda: _backend(model, batch_size, device, dtype), prompts, output, sampling, chunk=batch_size)
     typer.echo(f"wrote {len(rows)} rows to {output}", err=True)
     return rows
 
@@ -94,13 +94,25 @@ def serve(
     dtype: DtypeOpt = None,
 ):
     """Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions)."""
+    import socket
+
     import uvicorn
 
     from spar.serve import build_app
 
-    backend = _backend(model, batch_size, device, dtype)
+    # the address is taken before the model loads: a port in use is one line, not a model load and a
+    # server's log
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise DataError(f"{host}:{port}: cannot listen there ({e.strerror or e})") from None
+    backend = _backend(model, batch_size, device, dtype)._get()  # loaded before the address is announced
     typer.echo(f"spar serve: {model} on http://{host}:{port}/v1  (use it as openai:http://{host}:{port}/v1#{model})", err=True)
-    uvicorn.run(build_app(backend, model, max_tokens), host=host, port=port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(build_app(backend, model, max_tokens), log_level="warning"))
+    server.run(sockets=[sock])
 
 
 prompts_app = typer.Typer(help="Build instruction prompts with constraints.", no_args_is_help=True)
@@ -112,7 +124,7 @@ app.add_typer(eval_app, name="eval")
 @prompts_app.command("build")
 @friendly
 def prompts_build(
-    out: Annotated[Path, typer.Option("--out", "-o", help="output prompts JSONL")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output prompts JSONL"), OUT],
     count: Annotated[int, typer.Option(min=1, help="how many prompts")] = 100,
     split: Annotated[str, typer.Option(help="train or heldout (they never share a seed task)")] = "train",
     seed: Annotated[int, typer.Option(help="same seed, same prompts")] = 0,
@@ -141,8 +153,8 @@ def prompts_build(
 @friendly
 def judge(
     model: ModelOpt = "embedded",
-    input: Annotated[Path, typer.Option("--input", "-i", help="samples JSONL from `spar generate` ({id, prompt, completions, constraints})")] = Path("samples.jsonl"),
-    output: Annotated[Path, typer.Option("--output", "-o", help="judgments JSONL: one row per completion; rerun resumes")] = Path("judgments.jsonl"),
+    input: Annotated[Path, typer.Option("--input", "-i", help="samples JSONL from `spar generate` ({id, prompt, completions, constraints})"), IN] = Path("samples.jsonl"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="judgments JSONL: one row per completion; rerun resumes"), OUT] = Path("judgments.jsonl"),
     votes: Annotated[int, typer.Option(min=1, help="judge samples per answer (majority vote)")] = JUDGE.votes,
     mode: Annotated[str, typer.Option(help="llm | verifier | hybrid (checkers decide verifiable constraints, votes the rest)")] = JUDGE.mode,
     temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature of the votes (one vote is greedy)")] = JUDGE.temperature,
@@ -170,10 +182,10 @@ def judge(
 @friendly
 def eval_ifeval(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="model string; omit with --responses")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl (default: google/IFEval from the hub)")] = None,
-    responses: Annotated[Optional[Path], typer.Option(help="score this responses file instead of generating (spar rows or IFEval's {prompt, response} rows)")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl (default: google/IFEval from the hub)"), IN] = None,
+    responses: Annotated[Optional[Path], typer.Option(help="score this responses file instead of generating (spar rows or IFEval's {prompt, response} rows)"), IN] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="first N prompts only")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses go beside it as <name>.responses.jsonl")] = Path("ifeval_scores.json"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses go beside it as <name>.responses.jsonl"), OUT] = Path("ifeval_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per answer")] = 512,
     batch_size: Annotated[int, typer.Option(min=1, help="prompts per forward pass")] = 16,
     search: Annotated[Optional[str], typer.Option(help="tree search at inference time: bfs | dfs (scores with and without)")] = None,
@@ -198,12 +210,12 @@ def eval_ifeval(
 @friendly
 def eval_llmbar(
     model: ModelOpt = "embedded",
-    data: Annotated[Path, typer.Option(help="LLMBar's Dataset/LLMBar folder (Natural/, Adversarial/...)")] = Path("LLMBar"),
+    data: Annotated[Path, typer.Option(help="LLMBar's Dataset/LLMBar folder (Natural/, Adversarial/...)"), IN] = Path("LLMBar"),
     votes: Annotated[str, typer.Option(help="votes per item, or several from one sampling: 1,3,5,7,9 (the verdict "
                                             "at k is the majority of the first k samples; 1 alone = greedy)")] = "5",
     limit: Annotated[Optional[int], typer.Option(min=1, help="first N pairs of each subset only")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; per-item replies and votes go to "
-                                                                  "OUTPUT's stem + .items.jsonl")] = Path("llmbar_scores.json"),
+                                                                  "OUTPUT's stem + .items.jsonl"), OUT] = Path("llmbar_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per judge reply")] = 384,
     batch_size: Annotated[int, typer.Option(min=1, help="items per forward pass")] = 16,
     dtype: DtypeOpt = None,
@@ -230,14 +242,15 @@ app.add_typer(tree_app, name="tree")
 app.add_typer(bootstrap_app, name="bootstrap")
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(models_app, name="models")
 
 
 @app.command()
 @friendly
 def search(
     model: ModelOpt = "embedded",
-    input: Annotated[Path, typer.Option("--input", "-i", help="negatives JSONL (failed answers with their judgments)")] = Path("negatives.jsonl"),
-    output: Annotated[Path, typer.Option("--output", "-o", help="trees JSONL, one whole tree per negative; rerun resumes")] = Path("trees.jsonl"),
+    input: Annotated[Path, typer.Option("--input", "-i", help="negatives JSONL (failed answers with their judgments)"), IN] = Path("negatives.jsonl"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="trees JSONL, one whole tree per negative; rerun resumes"), OUT] = Path("trees.jsonl"),
     strategy: Annotated[str, typer.Option(help="bfs | dfs | greedy | best_of_n | iterative")] = SEARCH.strategy,
     branch: Annotated[int, typer.Option(min=1, help="refinements per expanded node")] = SEARCH.branch,
     select: Annotated[int, typer.Option(min=1, help="children kept per level (bfs) or descended into (dfs)")] = SEARCH.select,
@@ -277,7 +290,7 @@ def search(
 @tree_app.command("show")
 @friendly
 def tree_show(
-    path: Annotated[Path, typer.Argument(help="trees JSONL")],
+    path: Annotated[Path, typer.Argument(help="trees JSONL"), IN],
     id: Annotated[Optional[str], typer.Option("--id", help="tree id (prompt id#sample) or prompt id; default: the first tree")] = None,
 ):
     """Draw a tree: each node's value, votes, and its answer's diff against its parent."""
@@ -298,9 +311,9 @@ def tree_show(
 @tree_app.command("stats")
 @friendly
 def tree_stats(
-    path: Annotated[Path, typer.Argument(help="trees JSONL")],
-    prompts: Annotated[Path, typer.Option(help="the prompts of the trees (a negatives JSONL or a prompts JSONL)")],
-    judgments: Annotated[Optional[Path], typer.Option(help="judgments JSONL of the samples, for the similarity of independent samples")] = None,
+    path: Annotated[Path, typer.Argument(help="trees JSONL"), IN],
+    prompts: Annotated[Path, typer.Option(help="the prompts of the trees (a negatives JSONL or a prompts JSONL)"), IN],
+    judgments: Annotated[Optional[Path], typer.Option(help="judgments JSONL of the samples, for the similarity of independent samples"), IN] = None,
     guard: Annotated[bool, typer.Option("--guard/--no-guard", help="apply the guard to each (rejected, chosen) pair, as the data stage does")] = True,
     min_similarity: Annotated[float, typer.Option(min=0.0, max=1.0, help="guard: case-folded similarity at least this")] = SEARCH.min_similarity,
     max_length_ratio: Annotated[float, typer.Option(min=1.0, help="guard: length within this factor")] = SEARCH.max_length_ratio,
@@ -394,11 +407,11 @@ def _train(kind: str, model: str, data: Path, out: Path, lora: bool, config: Opt
 @train_app.command("sft")
 @friendly
 def train_sft_cmd(
-    data: Annotated[Path, typer.Option(help="JSONL of {messages} or {prompt, completion} rows (e.g. rft.jsonl)")],
-    out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model")],
+    data: Annotated[Path, typer.Option(help="JSONL of {messages} or {prompt, completion} rows (e.g. rft.jsonl)"), IN],
+    out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model"), OUT_DIR],
     model: ModelOpt = "embedded",
     lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_refiner section gives the defaults")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_refiner section gives the defaults"), IN] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. learning_rate=1e-5")] = None,
     seed: Annotated[int, typer.Option(help="training seed (data order, initialisation of LoRA weights)")] = 0,
 ):
@@ -409,11 +422,11 @@ def train_sft_cmd(
 @train_app.command("dpo")
 @friendly
 def train_dpo_cmd(
-    data: Annotated[Path, typer.Option(help="JSONL of {prompt, chosen, rejected} rows (e.g. dpo.jsonl)")],
-    out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model")],
+    data: Annotated[Path, typer.Option(help="JSONL of {prompt, chosen, rejected} rows (e.g. dpo.jsonl)"), IN],
+    out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model"), OUT_DIR],
     model: ModelOpt = "embedded",
     lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_actor section gives the defaults")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_actor section gives the defaults"), IN] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. beta=0.1")] = None,
     seed: Annotated[int, typer.Option(help="training seed (data order, initialisation of LoRA weights)")] = 0,
 ):
@@ -422,10 +435,11 @@ def train_dpo_cmd(
 
 
 def _iterate(config: Optional[Path], run_dir: Optional[Path], overrides: dict, until: Optional[str]):
+    from spar.cli_common import remote_given
     from spar.config import load_config
     from spar.pipeline import Run
 
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, {**overrides, **{f"remote.{k}": v for k, v in remote_given().items()}})
     run = Run(cfg, run_dir or Path("runs") / cfg.name, until=until)
     return run, run.run()
 
@@ -433,8 +447,8 @@ def _iterate(config: Optional[Path], run_dir: Optional[Path], overrides: dict, u
 @app.command()
 @friendly
 def iterate(
-    config: Annotated[Optional[Path], typer.Option(help="recipe YAML, e.g. recipes/smollm2-135m/demo.yaml")] = None,
-    run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>); rerun to resume")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML, e.g. recipes/smollm2-135m/demo.yaml"), IN] = None,
+    run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>); rerun to resume"), RUN_DIR] = None,
     iterations: Annotated[Optional[int], typer.Option(help="self-play iterations (overrides the recipe)")] = None,
     method: Annotated[Optional[str], typer.Option(help="spar | self_rewarding | meta_rewarding | self (overrides the recipe's method:)")] = None,
     until: Annotated[Optional[str], typer.Option(help="stop right after the first stage of this name (spar: prompts, eval, bootstrap, sample, judge, negatives, search, data, train_actor, train_refiner), or after iter_N:<stage>")] = None,
@@ -458,8 +472,8 @@ def iterate(
 @app.command()
 @friendly
 def demo(
-    run_dir: Annotated[Path, typer.Option(help="where the run's files go")] = Path("runs/demo"),
-    ifeval_data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl: adds a fixed IFEval slice to the before/after table")] = None,
+    run_dir: Annotated[Path, typer.Option(help="where the run's files go"), RUN_DIR] = Path("runs/demo"),
+    ifeval_data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl: adds a fixed IFEval slice to the before/after table"), IN] = None,
 ):
     """One complete SPaR iteration on the embedded model, offline, on a CPU in minutes (what `make demo` runs)."""
     from importlib.resources import files
@@ -485,8 +499,8 @@ def demo(
 @app.command()
 @friendly
 def compare(
-    runs: Annotated[list[Path], typer.Argument(help="run directories (SPaR and other methods, or one method's settings)")],
-    html: Annotated[Optional[Path], typer.Option("--html", help="also write an HTML page with a plot per benchmark")] = None,
+    runs: Annotated[list[Path], typer.Argument(help="run directories (SPaR and other methods, or one method's settings)"), IN],
+    html: Annotated[Optional[Path], typer.Option("--html", help="also write an HTML page with a plot per benchmark"), OUT] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of Markdown")] = False,
 ):
     """Runs side by side: IFEval and held-out scores per iteration, pairs, spend, and the exact McNemar
@@ -505,7 +519,7 @@ def compare(
 
 @app.command()
 @friendly
-def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]):
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory"), IN]):
     """(Re)write RUN_DIR/report.html from the run's files."""
     from spar.report import write_report
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
+from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly, IN, OUT
 from spar.io import DataError
 from spar.settings import JudgeSettings
 
@@ -18,9 +18,9 @@ bootstrap_app = typer.Typer(help="Teach the refiner to edit before self-play: da
 @bootstrap_app.command("refiner")
 @friendly
 def bootstrap_refiner(
-    input: Annotated[Path, typer.Option("--input", "-i", help="samples JSONL from `spar generate` (a run's iter_1/samples.jsonl will do)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="refiner SFT rows ({messages, origin}) for `spar train sft`")],
-    eval_out: Annotated[Optional[Path], typer.Option(help="held-out breaks as negatives, for `spar bootstrap eval`")] = None,
+    input: Annotated[Path, typer.Option("--input", "-i", help="samples JSONL from `spar generate` (a run's iter_1/samples.jsonl will do)"), IN],
+    out: Annotated[Path, typer.Option("--out", "-o", help="refiner SFT rows ({messages, origin}) for `spar train sft`"), OUT],
+    eval_out: Annotated[Optional[Path], typer.Option(help="held-out breaks as negatives, for `spar bootstrap eval`"), OUT] = None,
     heldout_kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds never broken in training data (their breaks go to --eval-out)")] = None,
     eval_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of prompts whose breaks go to --eval-out")] = 0.2,
     per_answer: Annotated[int, typer.Option(min=1, help="broken copies per answer, each breaking another constraint")] = 2,
@@ -65,8 +65,8 @@ def bootstrap_refiner(
 @bootstrap_app.command("eval")
 @friendly
 def bootstrap_eval(
-    input: Annotated[Path, typer.Option("--input", "-i", help="held-out breaks from `spar bootstrap refiner --eval-out`")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="trees JSONL (per item); the report goes beside it as .json")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="held-out breaks from `spar bootstrap refiner --eval-out`"), IN],
+    output: Annotated[Path, typer.Option("--output", "-o", help="trees JSONL (per item); the report goes beside it as .json"), OUT],
     model: ModelOpt = "embedded",
     strategy: Annotated[str, typer.Option(help="greedy (one refinement) or bfs, dfs, best_of_n, iterative")] = "greedy",
     budget: Annotated[int, typer.Option(min=1, help="judged refinements per break at most")] = 1,

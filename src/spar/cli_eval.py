@@ -9,21 +9,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly
+from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly, IN, OUT
 
 
 @friendly
 def eval_refine(
     model: ModelOpt = "embedded",
-    failed: Annotated[Optional[Path], typer.Option(help="negatives JSONL (a run's negatives.jsonl, or `spar bootstrap refiner --eval-out`)")] = None,
-    data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl: refine the answers in --responses that fail it")] = None,
-    responses: Annotated[Optional[Path], typer.Option(help="a model's IFEval responses (with --data)")] = None,
+    failed: Annotated[Optional[Path], typer.Option(help="negatives JSONL (a run's negatives.jsonl, or `spar bootstrap refiner --eval-out`)"), IN] = None,
+    data: Annotated[Optional[Path], typer.Option(help="IFEval input_data.jsonl: refine the answers in --responses that fail it"), IN] = None,
+    responses: Annotated[Optional[Path], typer.Option(help="a model's IFEval responses (with --data)"), IN] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="first N failed answers only")] = None,
     strategy: Annotated[str, typer.Option(help="search beside the greedy refinement: bfs | dfs")] = "bfs",
     budget: Annotated[int, typer.Option(min=1, help="judged nodes per search")] = SEARCH.budget,
     judge_mode: Annotated[str, typer.Option(help="judge of the search: llm (the refiner's vote); verifier or hybrid only on procedural negatives")] = "llm",
     votes: Annotated[int, typer.Option(min=1, help="judge votes per node")] = JUDGE.votes,
-    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; one row per failed answer goes to OUTPUT's stem + .items.jsonl")] = Path("refine_scores.json"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; one row per failed answer goes to OUTPUT's stem + .items.jsonl"), OUT] = Path("refine_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per refinement")] = SEARCH.max_new_tokens,
     batch_size: Annotated[int, typer.Option(min=1, help="requests per forward pass")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
@@ -90,12 +90,12 @@ def _source_of(negatives: list) -> str:
 @friendly
 def eval_followbench(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="model string; omit with --responses")] = None,
-    data: Annotated[Path, typer.Option(help="FollowBench's data/ folder (the six *_constraints.json files)")] = Path("followbench/data"),
+    data: Annotated[Path, typer.Option(help="FollowBench's data/ folder (the six *_constraints.json files)"), IN] = Path("followbench/data"),
     judge: Annotated[Optional[str], typer.Option(help="model string of the judge for the 470 items rules do not check (openai:URL#MODEL, a local model, ...)")] = None,
     rules_only: Annotated[bool, typer.Option("--rules-only", help="score only the 350 of 820 items that rules check (offline, no judge)")] = False,
-    responses: Annotated[Optional[Path], typer.Option(help="score this responses file (spar rows, id FILE:EXAMPLE:LEVEL) instead of generating")] = None,
+    responses: Annotated[Optional[Path], typer.Option(help="score this responses file (spar rows, id FILE:EXAMPLE:LEVEL) instead of generating"), IN] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="first N items only")] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses, judge replies and per-item outcomes go beside it")] = Path("followbench_scores.json"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="scores JSON; responses, judge replies and per-item outcomes go beside it"), OUT] = Path("followbench_scores.json"),
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per answer")] = 384,
     judge_max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per judge reply")] = 512,
     batch_size: Annotated[int, typer.Option(min=1, help="prompts per forward pass")] = 16,

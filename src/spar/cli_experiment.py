@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spar.cli_common import friendly
+from spar.cli_common import friendly, IN, OUT_DIR
 
 experiment_app = typer.Typer(help="Controlled experiments: the interfering-factors test of SPaR's paper.", no_args_is_help=True)
 
@@ -15,7 +15,7 @@ experiment_app = typer.Typer(help="Controlled experiments: the interfering-facto
 @experiment_app.command("interfering")
 @friendly
 def interfering(
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder: points.jsonl, summary.json, <task>.png, report.html")] = Path("results/interfering"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder: points.jsonl, summary.json, <task>.png, report.html"), OUT_DIR] = Path("results/interfering"),
     model: Annotated[str, typer.Option("--model", "-m", help="the start of every run")] = "embedded",
     tasks: Annotated[str, typer.Option(help="letters, story, or both (comma-separated)")] = "letters,story",
     seeds: Annotated[str, typer.Option(help="comma-separated training seeds")] = "0,1,2",
@@ -56,9 +56,9 @@ def interfering(
 @experiment_app.command("lr-sweep")
 @friendly
 def lr_sweep(
-    pairs: Annotated[Path, typer.Option(help="DPO pairs JSONL (e.g. a run's iter_1/dpo.jsonl)")],
-    heldout: Annotated[Path, typer.Option(help="held-out prompts with checkable constraints (e.g. a run's heldout.jsonl)")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="output folder: base/, lr-<value>/, summary.json")] = Path("results/lr-sweep"),
+    pairs: Annotated[Path, typer.Option(help="DPO pairs JSONL (e.g. a run's iter_1/dpo.jsonl)"), IN],
+    heldout: Annotated[Path, typer.Option(help="held-out prompts with checkable constraints (e.g. a run's heldout.jsonl)"), IN],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder: base/, lr-<value>/, summary.json"), OUT_DIR] = Path("results/lr-sweep"),
     model: Annotated[str, typer.Option("--model", "-m", help="the start of every run")] = "embedded",
     lrs: Annotated[str, typer.Option(help="comma-separated learning rates")] = "1e-6,1e-5,5e-5",
     epochs: Annotated[float, typer.Option(min=0.01, help="epochs over the pairs")] = 1.0,

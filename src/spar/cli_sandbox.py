@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spar.cli_common import friendly
+from spar.cli_common import friendly, IN
 
 sandbox_app = typer.Typer(help="Run model-written code isolated: check the layers, try a verifier by hand.",
                           no_args_is_help=True)
@@ -27,7 +27,7 @@ def sandbox_check():
 @sandbox_app.command("run")
 @friendly
 def sandbox_run(
-    file: Annotated[Path, typer.Argument(help="a Python file defining the function")],
+    file: Annotated[Path, typer.Argument(help="a Python file defining the function"), IN],
     call: Annotated[str, typer.Option("--call", help="the function to call")],
     input: Annotated[Optional[str], typer.Option("--input", help="its arguments as JSON: a list, or one value")] = None,
     timeout: Annotated[float, typer.Option(help="wall-clock seconds for the call")] = 5.0,

@@ -20,7 +20,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from spar.io import DataError, read_json
+from spar.io import DataError, iter_json_lines, read_json, read_manifest
 
 BENCHES = ("ifeval", "heldout")
 METRICS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
@@ -37,7 +37,17 @@ def mcnemar_exact(b: int, c: int) -> float:
 
 
 def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    return [row for _, row in iter_json_lines(path)] if path.exists() else []
+
+
+def _outcomes(path: Path) -> dict[str, bool]:
+    """Prompt id -> strict verdict, from an eval's outcomes file (a row of another shape names its line)."""
+    out = {}
+    for lineno, r in (iter_json_lines(path) if path.exists() else ()):
+        if "id" not in r or not isinstance(r.get("follows_strict"), bool):
+            raise DataError(f"{path}:{lineno}: an outcome row needs 'id' and a true/false 'follows_strict'")
+        out[str(r["id"])] = r["follows_strict"]
+    return out
 
 
 def _iters(run: Path) -> list[int]:
@@ -50,7 +60,7 @@ def load_run(run: Path) -> dict[str, Any]:
     if not (run / "config.yaml").exists():
         raise DataError(f"{run}: not a run directory (no config.yaml)")
     cfg = yaml.safe_load((run / "config.yaml").read_text()) or {}
-    manifest = read_json(run / "manifest.json") if (run / "manifest.json").exists() else {"stages": {}}
+    manifest = read_manifest(run / "manifest.json") if (run / "manifest.json").exists() else {"stages": {}}
     out: dict[str, Any] = {"run": str(run), "method": cfg.get("method", "spar"), "model": cfg.get("model"),
                            "judge": (cfg.get("judge") or {}).get("mode"), "dtype": cfg.get("dtype"),
                            "eval_tokens": (cfg.get("eval") or {}).get("max_new_tokens"), "iterations": {}}
@@ -60,7 +70,7 @@ def load_run(run: Path) -> dict[str, Any]:
         for bench in BENCHES:
             if (d / "eval" / f"{bench}.json").exists():
                 it[bench] = read_json(d / "eval" / f"{bench}.json")
-                it[bench + "_outcomes"] = {r["id"]: r["follows_strict"] for r in _jsonl(d / "eval" / f"{bench}.outcomes.jsonl")}
+                it[bench + "_outcomes"] = _outcomes(d / "eval" / f"{bench}.outcomes.jsonl")
         if (d / "eval" / "llmbar.json").exists():
             by_k = read_json(d / "eval" / "llmbar.json")["by_votes"]
             k = max(by_k, key=int)

@@ -4,6 +4,7 @@ default written out) is saved in the run directory."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,7 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from spar.settings import (AutoIFSettings, BootstrapSettings, EngineSettings, EvalSettings, ExecutorSettings, LauncherSettings, JudgeSettings, NegativesSettings, PromptsSettings,
-                           RewardSettings, RFTSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
+                           RemoteSettings, RewardSettings, RFTSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
                            TrainSettings, sft_defaults)
 
 
@@ -40,6 +41,7 @@ class RunConfig(Settings):
     autoif: AutoIFSettings = AutoIFSettings()
     eval: EvalSettings = EvalSettings()
     engine: EngineSettings = EngineSettings()  # vLLM's engine settings (vllm:... models)
+    remote: RemoteSettings = RemoteSettings()  # requests to openai: models (spar --timeout/--retries)
     executor: ExecutorSettings = ExecutorSettings()  # local, or generation spread over Ray actors
     launcher: LauncherSettings = LauncherSettings()  # training in this process, or under accelerate launch
 
@@ -52,9 +54,32 @@ class RunConfig(Settings):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not v or "/" in v:
-            raise ValueError("name must be a non-empty file name")
+        # the run directory is runs/<name>: ".." or "a/b" would put it elsewhere (".." is the current
+        # directory itself, whose files a run would overwrite)
+        if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", v):
+            raise ValueError(f"name must be a plain folder name (letters, digits, . _ + -, not starting with '.' or '-'), got {v!r}")
         return v
+
+
+MAX_RECIPE = 1 << 20  # bytes: a recipe is a page of settings
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (plain YAML keeps the last,
+    silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice (first on line {seen[key]})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+            except TypeError:  # an unhashable key: the base loader says so
+                break
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -63,11 +88,26 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
 
     data: dict[str, Any] = {}
     if path is not None:
+        from spar.io import check_input
+
         path = Path(path)
-        if not path.is_file():
-            raise DataError(f"{path}: no such recipe" if not path.exists() else f"{path}: a recipe is a YAML file, not a directory")
+        if not path.exists():
+            raise DataError(f"{path}: no such recipe")
+        if path.is_dir():
+            raise DataError(f"{path}: a recipe is a YAML file, not a directory")
+        check_input(path, file=True)
+        raw = path.read_bytes()[:MAX_RECIPE + 1]
+        if len(raw) > MAX_RECIPE:
+            raise DataError(f"{path}: larger than {MAX_RECIPE >> 10} KiB; not a recipe")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = raw[:e.start].count(b"\n") + 1
+            raise DataError(f"{path}:{line}: not UTF-8 text") from None
+        try:
+            data = yaml.load(text, Loader=StrictLoader) or {}
+        except RecursionError:
+            raise DataError(f"{path}: YAML nested too deep") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"{path}:{mark.line + 1}" if mark else str(path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -34,25 +35,44 @@ def _short(err: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def parse_json(text: str, where: str, whole_file: bool = False) -> Any:
+    """``json.loads`` with its failures as DataError naming ``where`` (file:line): bad JSON, nesting
+    too deep for the parser, an integer too long to convert, a lone surrogate that no UTF-8 output
+    could hold."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}{f':{e.lineno}' if whole_file else ''}: not valid JSON ({e.msg})") from None
+    except RecursionError:
+        raise DataError(f"{where}: JSON nested too deep") from None
+    except ValueError as e:  # int_max_str_digits: a number of thousands of digits
+        raise DataError(f"{where}: not usable JSON ({e})") from None
+    if "\\u" in text:  # escapes can make a lone surrogate, which no UTF-8 file can hold
+        try:
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise DataError(f"{where}: a \\u escape makes a lone surrogate, not a character") from None
+    return obj
+
+
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (line number, object) for each non-empty line; bad JSON raises DataError."""
+    """Yield (line number, object) for each non-empty line of a regular file; bad JSON, and a line
+    longer than MAX_LINE, raise DataError."""
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: no such file")
-    if path.is_dir():
-        raise DataError(f"{path}: a directory, not a JSONL file")
+    check_input(path, file=True)
     with path.open("rb") as f:
-        for lineno, raw in enumerate(f, 1):
+        lineno = 0
+        while raw := f.readline(MAX_LINE + 1):
+            lineno += 1
+            if len(raw) > MAX_LINE:
+                raise DataError(f"{path}:{lineno}: a line longer than {MAX_LINE >> 20} MiB; not a JSONL file")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"{path}:{lineno}: not UTF-8 text (byte {e.start + 1} of the line)") from None
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            obj = parse_json(line, f"{path}:{lineno}")
             if not isinstance(obj, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
             yield lineno, obj
@@ -75,7 +95,12 @@ def prompt_from_row(obj: dict[str, Any]) -> Prompt:
     IFEval: ``{"key", "prompt", "instruction_id_list", "kwargs"}``
     """
     if "instruction_id_list" in obj:  # IFEval
-        ids, kwargs = obj["instruction_id_list"], obj.get("kwargs") or [{}] * len(obj["instruction_id_list"])
+        ids, kwargs = obj["instruction_id_list"], obj.get("kwargs")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ValueError("instruction_id_list must be a list of strings")
+        kwargs = kwargs if kwargs is not None else [{}] * len(ids)
+        if not isinstance(kwargs, list) or not all(kw is None or isinstance(kw, dict) for kw in kwargs):
+            raise ValueError("kwargs must be a list of objects, one per instruction")
         if len(ids) != len(kwargs):
             raise ValueError("instruction_id_list and kwargs differ in length")
         constraints = [
@@ -100,14 +125,24 @@ def prompt_from_row(obj: dict[str, Any]) -> Prompt:
 def read_json(path: str | Path) -> Any:
     """A whole JSON file (a manifest, scores, stats); a broken one is bad input naming its line."""
     path = Path(path)
+    check_input(path, file=True)
+    if path.stat().st_size > MAX_LINE:
+        raise DataError(f"{path}: larger than {MAX_LINE >> 20} MiB; not a JSON file spar wrote")
     try:
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text (byte {e.start + 1})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    return parse_json(text, str(path), whole_file=True)
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """A run's manifest.json: an object whose ``stages`` maps each stage to an object; any other
+    shape is bad input (a file spar did not write), named as such."""
+    data = read_json(path)
+    stages = data.get("stages") if isinstance(data, dict) else None
+    if not isinstance(stages, dict) or not all(isinstance(v, dict) for v in stages.values()):
+        raise DataError(f"{path}: not a spar manifest (an object whose 'stages' maps each stage to an object)")
+    return data
 
 
 def row_lines(path: str | Path) -> list[int]:
@@ -143,7 +178,10 @@ def write_jsonl(path: str | Path, rows: Iterable[BaseModel | dict[str, Any]]) ->
 
 
 def write_text(path: str | Path, text: str) -> None:
+    """Write a whole file atomically. A symlink is followed: its target is replaced, the link stays."""
     path = Path(path)
+    if path.is_symlink():
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -165,8 +203,9 @@ def resume(path: str | Path, model: type[M], key: str = "id") -> tuple[list[M], 
     did not leave half-written is never cut: a last line without a newline there is an error.
     """
     path = Path(path)
-    if not path.exists():
+    if _stat(path) is None:
         return [], set()
+    check_input(path, file=True)
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
         if not marker(path).exists():
@@ -222,3 +261,97 @@ def refuse_same_path(input: str | Path, *outputs: str | Path | None) -> None:
     for out in outputs:
         if out is not None and Path(out).resolve() == src:
             raise DataError(f"{out}: the output is the input file; choose another path")
+
+
+# --- paths, checked before any work ---------------------------------------------------------------
+# Every command checks its paths first (spar.cli_common.friendly): a bad path is refused before a
+# model loads or converts, an engine starts or a dataset is read.
+
+MAX_LINE = 256 << 20  # bytes in one JSONL row at most: a longer "line" is an endless or foreign file
+
+
+def _kind(mode: int) -> str | None:
+    """What a file that is neither regular nor a directory is, in words."""
+    for test, word in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return None
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as e:  # a symlink loop, a name too long, a component that is a file
+        raise DataError(f"{path}: {e.strerror or e}") from None
+
+
+def check_input(path: str | Path, file: bool = False) -> None:
+    """An input must exist and be a regular file (or a directory, unless ``file``): a FIFO would hang
+    the reader and a device (/dev/zero) never ends."""
+    path = Path(path)
+    st = _stat(path)
+    if st is None:
+        raise DataError(f"{path}: no such file")
+    kind = _kind(st.st_mode)
+    if kind:
+        raise DataError(f"{path}: {kind}, not a regular file")
+    if file and stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{path}: a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: no permission to read it")
+
+
+def _writable_dir(path: Path, what: Path) -> None:
+    """The nearest existing folder at or above ``path`` must be a folder that can be written."""
+    probe = path
+    while _stat(probe) is None and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DataError(f"{what}: {probe} is not a directory")
+    try:
+        read_only = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+    except OSError:  # pragma: no cover - a file system without statvfs
+        read_only = False
+    if read_only:
+        raise DataError(f"{what}: {probe} is on a read-only file system")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(f"{what}: no permission to write in {probe}")
+
+
+def check_output(path: str | Path, inputs: Iterable[str | Path | None] = (), folder: bool = False) -> None:
+    """An output (a file, or a folder with ``folder``) that can be written where it is named, is not
+    a directory where a file is meant (or the reverse), is no FIFO or device, and is none of the
+    inputs. A symlink is followed: its target is what gets written."""
+    path = Path(path)
+    st = _stat(path)
+    if st is not None:
+        kind = _kind(st.st_mode)
+        if kind:
+            raise DataError(f"{path}: {kind}, not a regular file")
+        if folder and not stat.S_ISDIR(st.st_mode):
+            raise DataError(f"{path}: a file, not a directory")
+        if not folder and stat.S_ISDIR(st.st_mode):
+            raise DataError(f"{path}: a directory, not a file")
+    _writable_dir(path if folder and st is not None else path.parent, path)
+    for src in inputs:
+        if src is None or _stat(Path(src)) is None:
+            continue
+        if Path(src).resolve() == path.resolve() or (st is not None and os.path.samefile(src, path)):
+            raise DataError(f"{path}: the output is the input file; choose another path")
+
+
+def check_run_dir(path: str | Path) -> None:
+    """A run directory holds only what a run writes: it is never the current directory or one above
+    it, and an existing folder must be empty or a run (it has manifest.json)."""
+    path = Path(path)
+    check_output(path, folder=True)
+    here, target = Path.cwd().resolve(), path.resolve()
+    if target == here or target in here.parents:
+        raise DataError(f"{path}: the run directory would be {target}, the current directory or one above it; "
+                        "name a folder of its own (--run-dir)")
+    if path.is_dir() and any(path.iterdir()) and not (path / "manifest.json").is_file():
+        raise DataError(f"{path}: a folder with files that no spar run wrote (no manifest.json); "
+                        "choose a new or empty folder")

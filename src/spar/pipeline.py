@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from spar.config import RunConfig, dump_config
-from spar.io import DataError, read_json, write_text
+from spar.io import DataError, read_json, read_manifest, write_text
 from spar.llm import Backend, BackendOptions, Metered, load_backend
 from spar.llm.embedded import PACKAGED
 from spar.methods.base import Context, Method, Stage  # noqa: F401  (re-exported for methods)
@@ -38,8 +38,10 @@ BackendFactory = Callable[..., Backend]  # (model, batch_size, dtype=...) -> Bac
 RUN_FILES = ("prompts.jsonl", "heldout.jsonl")  # in the run directory; every other file is per iteration
 
 
-def default_factory(model: str, batch_size: int, dtype: str | None = None, engine: dict | None = None) -> Backend:
-    return load_backend(model, BackendOptions(batch_size=batch_size, dtype=dtype, extra={"engine": engine or {}}))
+def default_factory(model: str, batch_size: int, dtype: str | None = None, engine: dict | None = None,
+                    timeout: float = 120.0, max_retries: int = 6) -> Backend:
+    return load_backend(model, BackendOptions(batch_size=batch_size, dtype=dtype, extra={"engine": engine or {}},
+                                              timeout=timeout, max_retries=max_retries))
 
 
 def file_hash(path: Path) -> str:
@@ -78,9 +80,12 @@ class Run:
         self.cfg, self.dir, self.factory, self.show = cfg, Path(run_dir), factory, show
         self.method = method or get_method(cfg.method)
         self.until = self._check_until(until)
+        from spar.io import check_run_dir
+
+        check_run_dir(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.manifest_path = self.dir / "manifest.json"
-        self.manifest: dict[str, Any] = (read_json(self.manifest_path) if self.manifest_path.exists()
+        self.manifest: dict[str, Any] = (read_manifest(self.manifest_path) if self.manifest_path.exists()
                                          else {"stages": {}})
         self._backends: dict[str, Metered] = {}
         self.models: dict[str, str] = {}
@@ -112,6 +117,7 @@ class Run:
 
     def backend(self, model: str) -> Backend:
         if model not in self._backends:
+            remote = {"timeout": self.cfg.remote.timeout, "max_retries": self.cfg.remote.retries}
             extra: dict = {"dtype": self.cfg.dtype} if self.cfg.dtype else {}
             # vLLM's engine settings: for vllm: models, and for a packaged model when the recipe sets any
             # (vLLM may run it: spar.llm.packaged_engine); one engine per model string, reused until released
@@ -122,11 +128,11 @@ class Run:
                 from spar.executor import RayBackend
 
                 inner = RayBackend(model, BackendOptions(batch_size=self.cfg.batch_size, dtype=self.cfg.dtype,
-                                                         extra={"engine": extra.get("engine") or {}}),
+                                                         extra={"engine": extra.get("engine") or {}}, **remote),
                                    replicas=ex.replicas, address=ex.address, cpus_per_replica=ex.cpus_per_replica,
                                    gpus_per_replica=ex.gpus_per_replica, max_restarts=ex.max_restarts)
             else:
-                inner = self.factory(model, self.cfg.batch_size, **extra)
+                inner = self.factory(model, self.cfg.batch_size, **extra, **remote)
             self._backends[model] = Metered(inner)
         return self._backends[model]
 
@@ -249,6 +255,7 @@ class Run:
         return packaged_engine(BackendOptions(extra={"engine": self.cfg.engine.model_dump()})) == "vllm"
 
     def run(self) -> dict[str, Any]:
+        self._save_manifest()  # first: a folder with a manifest is a run's (spar.io.check_run_dir)
         write_text(self.dir / "config.yaml", dump_config(self.cfg))
         self.models = {role: self.cfg.model for role in self.method.roles}
         if "refiner" in self.models and self.cfg.refiner:

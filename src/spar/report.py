@@ -10,7 +10,7 @@ import io
 import json
 from pathlib import Path
 
-from spar.io import read_json
+from spar.io import read_json, read_manifest
 
 
 def _iters(run: Path) -> list[tuple[int, Path]]:
@@ -90,7 +90,7 @@ def spend_table(run: Path) -> str:
     path = run / "manifest.json"
     if not path.exists():
         return ""
-    stages = read_json(path).get("stages", {})
+    stages = read_manifest(path)["stages"]
     method = ""
     if (run / "config.yaml").exists():
         import yaml

@@ -29,8 +29,8 @@ class Settings(BaseModel):
 class PromptsSettings(Settings):
     source: Literal["procedural", "file"] = "procedural"
     path: str | None = None  # with source=file: a prompts JSONL (spar or IFEval rows)
-    count: int = Field(64, ge=1)  # training prompts
-    heldout: int = Field(32, ge=0)  # held-out procedural prompts for evaluation
+    count: int = Field(64, ge=1, le=10_000_000)  # training prompts
+    heldout: int = Field(32, ge=0, le=10_000_000)  # held-out procedural prompts for evaluation
     min_constraints: int = Field(1, ge=1)
     max_constraints: int = Field(3, ge=1)
 
@@ -166,6 +166,15 @@ class BootstrapSettings(Settings):
     extra: int = Field(2, ge=0)  # constraints an answer happens to meet, added to its prompt
     budget: int = Field(6, ge=1)  # teacher: judged refinements per failed answer
     train: TrainSettings = TrainSettings(learning_rate=2e-5, epochs=2, max_length=768)
+
+
+class RemoteSettings(Settings):
+    """Requests to ``openai:`` models (a teacher, a served model). ``spar --timeout/--retries`` set these
+    for every backend a command builds, ``spar iterate``'s included; they change no result, so no
+    stage's hash covers them."""
+
+    timeout: float = Field(120.0, gt=0)  # seconds per request before it is retried
+    retries: int = Field(6, ge=0)  # retries of a failed request (the openai client's own)
 
 
 class EngineSettings(Settings):

@@ -155,11 +155,17 @@ class Tree(Record):
                 raise ValueError(f"node {n.id} has parent {n.parent}, which is not in the tree")
             if n.parent is None and n.id != self.root:
                 raise ValueError(f"node {n.id} has no parent but is not the root")
-            cur, steps = n, 0
-            while cur.parent is not None:
-                cur, steps = by_id[cur.parent], steps + 1
-                if steps > len(self.nodes):
+        # every walk to the root ends: each node is visited once over all walks (linear, no recursion)
+        reaches_root: set[int] = {self.root}
+        for n in self.nodes:
+            walk, on_walk, cur = [], set(), n
+            while cur.id not in reaches_root:
+                if cur.id in on_walk:
                     raise ValueError(f"node {n.id}'s parents form a cycle")
+                walk.append(cur.id)
+                on_walk.add(cur.id)
+                cur = by_id[cur.parent]
+            reaches_root.update(walk)
         if self.solution is not None and self.solution not in by_id:
             raise ValueError(f"solution {self.solution} is not a node of the tree")
         return self

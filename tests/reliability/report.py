@@ -56,12 +56,21 @@ def render(data: dict, meta: dict) -> str:
            f"Run {meta['date']} on {meta['machine']}, commit `{meta['commit']}`: the suite "
            f"{'passed' if meta['rc'] == 0 else 'FAILED (exit ' + str(meta['rc']) + ')'} "
            f"({meta['summary']}).", "", "## Promises", "", PROMISES, "## Bad input", ""]
-    bad = figs["bad_input"]
+    # each kind runs twice, with an empty model cache and with the packaged model converted: a kind is
+    # handled when both runs are
+    both = figs["bad_input"]
+    by_kind: dict[str, dict] = {}
+    for b in both:
+        prev = by_kind.setdefault(b["kind"], b)
+        if prev is not b:
+            by_kind[b["kind"]] = {**prev, "handled": prev["handled"] and b["handled"]}
+    bad = list(by_kind.values())
     commands = sorted({b["command"] for b in bad})
     handled = sum(b["handled"] for b in bad)
-    out += [f"{len(bad)} kinds of bad input across {len(commands)} commands ({', '.join(f'`spar {c}`' for c in commands)}); "
-            f"**{handled} of {len(bad)} handled as promised** (exit 2, one line or the option parser's usage error, "
-            "the message naming what is wrong, the directory unchanged).", "",
+    out += [f"{len(bad)} kinds of bad input across {len(commands)} commands ({', '.join(f'`spar {c}`' for c in commands)}), "
+            "each tried on a machine that never converted the packaged model and on one that has; "
+            f"**{handled} of {len(bad)} handled as promised** both times (exit 2, one line or the option parser's usage "
+            "error, the message naming what is wrong, the directory unchanged, nothing converted first).", "",
             "| kind | command | exit | message |", "|---|---|---|---|"]
     out += [f"| {b['kind']} | `spar {b['command']}` | {b['exit_code']}{'' if b['handled'] else ' ✗'} | {_clean(b['message'])} |"
             for b in bad]

@@ -202,20 +202,85 @@ CASES = [
          ["prompts", "build", "-o", "{d}/p.jsonl", "--min-constraints", "3", "--max-constraints", "2"], "constraints"),
     Case("prompts: an output in a read-only directory", {"ro": None},
          ["prompts", "build", "-o", "{d}/ro/p.jsonl", "--count", "2"], "ermission", root_ok=False),
+    # --- second round: what a hostile user tried next
+    Case("a recipe named '..' and no --run-dir (runs/.. is the current directory)", {"r.yaml": "name: ..\nmodel: embedded\n"},
+         ["iterate", "--config", "{d}/r.yaml"], "r.yaml:1: name"),
+    Case("a run directory that is the current directory", {"r.yaml": RECIPE}, ["iterate", "--config", "{d}/r.yaml", "--run-dir", "."],
+         "the current directory"),
+    Case("a run directory above the current directory", {"r.yaml": RECIPE}, ["iterate", "--config", "{d}/r.yaml", "--run-dir", ".."],
+         "the current directory or one above it"),
+    Case("a run directory full of someone else's files", {"r.yaml": RECIPE, "run/notes.txt": "mine"},
+         ["iterate", "--config", "{d}/r.yaml", "--run-dir", "{d}/run"], "no spar run wrote"),
+    Case("a recipe that is not UTF-8", {"r.yaml": RECIPE.encode() + b"# caf\xe9\n"},
+         ["iterate", "--config", "{d}/r.yaml", "--run-dir", "{d}/run"], "r.yaml:5: not UTF-8"),
+    Case("a recipe key given twice", {"r.yaml": RECIPE + "seed: 1\nseed: 2\n"},
+         ["iterate", "--config", "{d}/r.yaml", "--run-dir", "{d}/run"], "r.yaml:6: not valid YAML (key 'seed' given twice"),
+    Case("a prompt count of 1e12", {"r.yaml": RECIPE},
+         ["iterate", "--config", "{d}/r.yaml", "--run-dir", "{d}/run", "--set", "prompts.count=1000000000000"], "prompts.count"),
+    Case("a FIFO as input (a reader would wait forever)", {"p.jsonl": "FIFO"}, ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"],
+         "a FIFO, not a regular file"),
+    Case("an endless device as input", {}, ["generate", "-i", "/dev/zero", "-o", "{d}/o.jsonl"], "/dev/zero: a character device"),
+    Case("an endless device as output", {"p.jsonl": PROMPT}, ["generate", "-i", "{d}/p.jsonl", "-o", "/dev/full"],
+         "/dev/full: a character device"),
+    Case("a symlink loop as input", {"p.jsonl": "LOOP"}, ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "p.jsonl: Too many levels of symbolic links"),
+    Case("an output in a folder that is a file", {"p.jsonl": PROMPT, "f": "x"}, ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/f/o.jsonl"],
+         "f/o.jsonl: Not a directory"),
+    Case("an output that is the input by another name", {"p.jsonl": PROMPT, "q.jsonl": "LINK:p.jsonl"},
+         ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/q.jsonl"], "output is the input"),
+    Case("JSON nested 10,000 deep", {"p.jsonl": '{"id": "a", "prompt": "hi", "x": ' + "[" * 10000 + "]" * 10000 + "}\n"},
+         ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "p.jsonl:1: JSON nested too deep"),
+    Case("an id of 5,000 digits", {"p.jsonl": '{"id": ' + "9" * 5000 + ', "prompt": "hi"}\n'},
+         ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "p.jsonl:1: not usable JSON"),
+    Case("a lone surrogate", {"p.jsonl": '{"id": "a", "prompt": "hi \\ud800 there"}\n'},
+         ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "p.jsonl:1: a \\u escape makes a lone surrogate"),
+    Case("an empty stop string", {"p.jsonl": PROMPT}, ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl", "--stop", ""],
+         "stop string"),
+    Case("a model id that is no folder and no model string", {"p.jsonl": PROMPT},
+         ["generate", "-m", "./no/such/model", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "no such folder"),
+    Case("a second response for one IFEval prompt",
+         {"i.jsonl": lines(IFEVAL), "r.jsonl": lines({"id": "1", "response": "x"}, {"id": "1", "response": "y, z"})},
+         ["eval", "ifeval", "--data", "{d}/i.jsonl", "--responses", "{d}/r.jsonl", "-o", "{d}/s.json"], "r.jsonl:2: a second response"),
+    Case("IFEval kwargs a checker cannot take",
+         {"i.jsonl": lines({**IFEVAL, "instruction_id_list": ["length_constraints:number_words"],
+                            "kwargs": [{"num_words": 5, "relation": "roughly"}]}), "r.jsonl": lines({"id": "1", "response": "x"})},
+         ["eval", "ifeval", "--data", "{d}/i.jsonl", "--responses", "{d}/r.jsonl", "-o", "{d}/s.json"], "i.jsonl:1: kwargs"),
+    Case("IFEval kwargs that are not a list of objects",
+         {"i.jsonl": lines({**IFEVAL, "kwargs": "none"}), "r.jsonl": lines({"id": "1", "response": "x"})},
+         ["eval", "ifeval", "--data", "{d}/i.jsonl", "--responses", "{d}/r.jsonl", "-o", "{d}/s.json"], "i.jsonl:1:"),
+    Case("scores onto an endless device", {"i.jsonl": lines(IFEVAL), "r.jsonl": lines({"id": "1", "response": "x"})},
+         ["eval", "ifeval", "--data", "{d}/i.jsonl", "--responses", "{d}/r.jsonl", "-o", "/dev/full"], "a character device"),
+    Case("compare: a manifest of the wrong shape", {"x/config.yaml": RECIPE, "x/manifest.json": "[1, 2]"}, ["compare", "{d}/x"],
+         "not a spar manifest"),
+    Case("compare: a torn outcomes line",
+         {"x/config.yaml": RECIPE, "x/manifest.json": '{"stages": {}}', "x/iter_0/eval/ifeval.json": "{}",
+          "x/iter_0/eval/ifeval.outcomes.jsonl": '{"id": "1", "follows_strict": true}\n{"id": "2", "follo'},
+         ["compare", "{d}/x"], "ifeval.outcomes.jsonl:2:"),
+    Case("report: a manifest of the wrong shape", {"x/config.yaml": RECIPE, "x/manifest.json": '{"stages": [1]}'}, ["report", "{d}/x"],
+         "not a spar manifest"),
+    Case("tree show: a tree file that is a FIFO", {"t.jsonl": "FIFO"}, ["tree", "show", "{d}/t.jsonl"], "a FIFO"),
+    Case("an unknown packaged model to prepare", {}, ["models", "prepare", "nosuch"], "no packaged model"),
 ]
 
 
 def snapshot(d: Path) -> dict[str, tuple]:
-    return {str(p.relative_to(d)): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
+    return {str(p.relative_to(d)): (p.read_bytes() if p.is_file() and not p.is_symlink() else None, p.lstat().st_mtime_ns)
             for p in sorted(d.rglob("*"))}
 
 
 def lay_out(d: Path, files: dict) -> None:
+    """Files by content; None makes a folder, "FIFO" a named pipe, "LOOP" a symlink to itself and
+    "LINK:<name>" a symlink to another of the case's files."""
     for name, content in files.items():
         p = d / name
         p.parent.mkdir(parents=True, exist_ok=True)
         if content is None:
             p.mkdir(exist_ok=True)
+        elif content == "FIFO":
+            os.mkfifo(p)
+        elif content == "LOOP":
+            p.symlink_to(p.name)
+        elif isinstance(content, str) and content.startswith("LINK:"):
+            p.symlink_to(content.removeprefix("LINK:"))
         elif isinstance(content, bytes):
             p.write_bytes(content)
         else:
@@ -226,10 +291,28 @@ def test_the_corpus_is_large_and_its_kinds_distinct():
     assert len({c.kind for c in CASES}) == len(CASES) >= 40
 
 
+@pytest.fixture(scope="module", params=["fresh", "prepared"])
+def model_cache(request):
+    """Each case runs twice: on a machine that has never converted the packaged model (an empty
+    SPAR_HOME of its own, which must stay empty: no error comes after a conversion) and on one that
+    has."""
+    if request.param == "prepared":
+        from spar.llm.embedded import packaged_model_path
+
+        packaged_model_path("embedded")  # `make test` prepared it (spar models prepare); else it converts here
+    return request.param
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.kind for c in CASES])
-def test_bad_input_is_one_line_exit_2_and_changes_nothing(tmp_path, case, record):
+def test_bad_input_is_one_line_exit_2_and_changes_nothing(tmp_path, tmp_path_factory, case, record, model_cache, monkeypatch):
     if not case.root_ok and os.geteuid() == 0:
         pytest.skip("root writes into read-only directories: this case cannot be made as root")
+    fresh = tmp_path_factory.mktemp("spar_home") if model_cache == "fresh" else None
+    if fresh is not None:
+        monkeypatch.setenv("SPAR_HOME", str(fresh))
+    work = tmp_path / "work"  # the current directory of the command: a run directory must never be it
+    work.mkdir()
+    monkeypatch.chdir(work)
     lay_out(tmp_path, case.files)
     if "ro" in case.files:
         (tmp_path / "ro").chmod(0o500)
@@ -241,7 +324,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(tmp_path, case, record
     words = [a for a in case.args[:2] if not a.startswith("-") and "{d}" not in a]
     shown = out.splitlines()[-1] if not case.usage else " ".join(
         ln.strip("│ ") for ln in out.splitlines() if ln.startswith("│"))  # the usage box's text
-    record("bad_input", kind=case.kind, command=" ".join(words), exit_code=res.exit_code, message=shown[:300],
+    record("bad_input", model_cache=model_cache, kind=case.kind, command=" ".join(words), exit_code=res.exit_code, message=shown[:300],
            handled=handled)
     assert res.exit_code == case.code, (out, res.exception)
     if case.usage:
@@ -250,3 +333,5 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(tmp_path, case, record
         assert len(out.splitlines()) == 1 and out.startswith("spar: error: "), out
     assert case.message.replace("{d}", str(tmp_path)) in out, out
     assert snapshot(tmp_path) == before, "a file was written, changed or removed"
+    if fresh is not None:
+        assert not any(fresh.iterdir()), "an error came after a first-use step (a model conversion)"

@@ -89,3 +89,29 @@ def test_the_key_never_reaches_the_output_or_the_error(tmp_path, record):
     assert not (tmp_path / "o.jsonl").exists() or (tmp_path / "o.jsonl").read_text() == ""
     record("chaos", requests=server.requests, outcomes=dict(server.outcomes), prompts=3, answers_right=0,
            lost=0, doubled=0, retry_after_waits=0, named_failures=3)
+
+
+def test_global_timeout_and_retries_reach_the_loop(tmp_path, record):
+    """`spar --timeout 1 --retries 0 iterate` against a server that never answers in time fails in
+    about a second: the loop's backends are built with the command line's options, not the 120 s
+    default."""
+    import time
+
+    from typer.testing import CliRunner
+
+    from spar.cli import app
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nprompts:\n  count: 2\n  heldout: 0\nsample:\n  k: 1\njudge:\n  mode: verifier\n"
+                      "eval:\n  heldout: false\n")
+    with ChaosServer(fault_rate=1.0, faults=("hang",), hang_s=20, lifetime=60) as server:
+        t0 = time.perf_counter()
+        res = CliRunner().invoke(app, ["--timeout", "1", "--retries", "0", "iterate", "--config", str(recipe),
+                                       "--run-dir", str(tmp_path / "run"), "--set", f"model=openai:{server.url}#m"])
+        took = time.perf_counter() - t0
+    record("global_options", seconds=round(took, 2), exit_code=res.exit_code)
+    assert res.exit_code == 2, res.output
+    assert "timed out" in res.output.lower() or "timeout" in res.output.lower(), res.output
+    assert took < 15, f"took {took:.1f} s: the 1 s timeout did not reach the loop's backend"
+    cfg = (tmp_path / "run" / "config.yaml").read_text()
+    assert "timeout: 1.0" in cfg and "retries: 0" in cfg

@@ -46,14 +46,19 @@ def outcome_rows(results: Sequence[PromptResult]) -> list[dict]:
 
 
 def _check_kinds(path: str | Path, prompts: Sequence[Prompt]) -> None:
-    """Every instruction id has a checker, or the file and line are named before anything runs."""
-    from spar.constraints.checkers import is_verifiable, unknown_kind
+    """Every instruction id has a checker that takes its kwargs, or the file and line are named
+    before anything runs."""
+    from spar.constraints.checkers import follows, is_verifiable, unknown_kind
     from spar.io import row_lines
 
     for lineno, p in zip(row_lines(path), prompts):
         for c in p.constraints:
             if not is_verifiable(c.kind):
                 raise DataError(f"{path}:{lineno}: {unknown_kind(c.kind)}")
+            try:
+                follows(c.kind, c.kwargs, "x", prompt=p.text)
+            except Exception as e:  # noqa: BLE001 - the checker's own complaint about its kwargs
+                raise DataError(f"{path}:{lineno}: kwargs {c.kwargs} do not fit {c.kind}: {type(e).__name__}: {e}") from None
 
 
 def load_ifeval(path: str | Path | None) -> list[Prompt]:
@@ -105,6 +110,7 @@ def read_responses(path: str | Path, prompts: Sequence[Prompt]) -> dict[str, str
     by_text = {p.text: p.id for p in prompts}
     ids = {p.id for p in prompts}
     out: dict[str, str] = {}
+    first: dict[str, int] = {}
     for lineno, row in iter_json_lines(path):
         if "id" in row and str(row["id"]) in ids:
             pid = str(row["id"])
@@ -122,7 +128,10 @@ def read_responses(path: str | Path, prompts: Sequence[Prompt]) -> dict[str, str
             raise DataError(f"{path}:{lineno}: row has neither 'response' nor 'completions'")
         if not isinstance(text, str):
             raise DataError(f"{path}:{lineno}: response is not a string")
-        out[pid] = text
+        if pid in first:
+            raise DataError(f"{path}:{lineno}: a second response for prompt {pid} (the first is on line {first[pid]}); "
+                            "keep one response per prompt")
+        first[pid], out[pid] = lineno, text
     return out
 
 

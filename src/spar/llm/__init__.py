@@ -16,9 +16,10 @@ Model strings pick the backend:
 from __future__ import annotations
 
 import math
-
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from spar.io import DataError
@@ -48,6 +49,8 @@ class Sampling:
         if self.max_new_tokens < 1:
             raise DataError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         object.__setattr__(self, "stop", tuple(self.stop))
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise DataError("a stop string must be a non-empty string (an empty one would end every completion at once)")
 
     def but(self, **changes: Any) -> "Sampling":
         return replace(self, **changes)
@@ -181,9 +184,68 @@ def packaged_engine(options: BackendOptions) -> str:
     return choice
 
 
+# a Hugging Face repository id: "name" or "owner/name" of letters, digits, '-', '_', '.'
+_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
+MODEL_STRINGS = ("a packaged name ({packaged}), a local model folder, a Hugging Face id (owner/name), "
+                 "'openai:<base_url>#<model>' or 'vllm:<path>'")
+
+
+def context_length(model: str) -> int | None:
+    """The context a transformers model takes, read from its config (or a packaged model's GGUF
+    header before it is converted) without loading any weights; None where it cannot be known
+    without a download or a server."""
+    import json
+    import os
+
+    from spar.llm.embedded import PACKAGED, packaged_cache_dir, packaged_context
+
+    if model in PACKAGED:
+        folder = packaged_cache_dir(model)
+        if not (folder / "config.json").is_file():
+            return packaged_context(model)
+    elif os.path.isdir(model):
+        folder = Path(model)
+    else:
+        return None
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ctx = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    return ctx if isinstance(ctx, int) and ctx > 0 else None
+
+
+def check_model(model: str, options: BackendOptions | None = None, max_new_tokens: int | None = None) -> None:
+    """Everything about a model string and its options that can be refused before a model is loaded,
+    converted or downloaded: the string's form, the device and dtype, and a length the model's
+    context cannot hold."""
+    import os
+
+    from spar.llm.embedded import PACKAGED
+
+    options = options or BackendOptions()
+    if model.startswith("openai:"):
+        from spar.llm.openai_backend import parse_spec
+
+        parse_spec(model)
+        return
+    local = model.removeprefix("vllm:")
+    if model not in PACKAGED and not os.path.isdir(local) and not _REPO_ID.fullmatch(local):
+        raise BackendError(f"model {model!r}: no such folder, and not a model string; give "
+                           + MODEL_STRINGS.format(packaged=", ".join(PACKAGED)))
+    if not model.startswith("vllm:") and not (model in PACKAGED and packaged_engine(options) == "vllm"):
+        from spar.llm.devices import pick_device, pick_dtype
+
+        pick_dtype(options.dtype, pick_device(options.device))
+    ctx = context_length(model)
+    if ctx is not None and max_new_tokens is not None and max_new_tokens >= ctx:
+        raise BackendError(f"max_new_tokens {max_new_tokens} exceeds the model's context of {ctx} tokens")
+
+
 def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
     """Build the backend a model string names (heavy imports happen here, not at import time)."""
     options = options or BackendOptions()
+    check_model(model, options)
     from spar.llm.embedded import PACKAGED, packaged_model_path  # no heavy imports
 
     if model in PACKAGED:

@@ -95,12 +95,41 @@ def _assemble(spec: Packaged, into: Path) -> Path:
     return out
 
 
+def packaged_cache_dir(name: str) -> Path:
+    """Where the safetensors copy of a packaged model lives (or will, once converted)."""
+    return spar_home() / "models" / PACKAGED[name].cache
+
+
+def is_converted(name: str) -> bool:
+    target = packaged_cache_dir(name)
+    return (target / "config.json").is_file() and any(target.glob("*.safetensors"))
+
+
+def packaged_context(name: str) -> int | None:
+    """The context length a one-part packaged model's GGUF header gives (``<arch>.context_length``),
+    read without converting anything; None for a model split into parts (known once converted)."""
+    spec = PACKAGED[name]
+    if len(spec.parts) > 1:
+        return None
+    from gguf import GGUFReader
+
+    fields = GGUFReader(gguf_path(name)).fields
+
+    def value(key: str):
+        f = fields.get(key)
+        return None if f is None else f.parts[f.data[0]]
+
+    arch = value("general.architecture")
+    ctx = value(f"{bytes(arch).decode()}.context_length") if arch is not None else None
+    return int(ctx[0]) if ctx is not None else None
+
+
 def packaged_model_path(name: str) -> Path:
     """Path of the safetensors copy of a packaged model, converting its GGUF on first use."""
-    spec = PACKAGED[name]
-    target = spar_home() / "models" / spec.cache
-    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+    target = packaged_cache_dir(name)
+    if is_converted(name):
         return target
+    spec = PACKAGED[name]
     try:
         import gguf  # noqa: F401
     except ImportError:
@@ -124,7 +153,7 @@ def packaged_model_path(name: str) -> Path:
         out = tmp / "model"
         model.save_pretrained(out, safe_serialization=True)
         tok.save_pretrained(out)
-        if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        if is_converted(name):
             pass  # another process finished the same conversion first
         else:
             shutil.rmtree(target, ignore_errors=True)  # a half-made copy from a killed conversion

@@ -6,6 +6,7 @@ and one copy of a prompt for its n samples); sampling is NucleusSampler's."""
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from array import array
 from collections.abc import Sequence
@@ -18,49 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor, L
 from spar.llm import BackendError, BackendOptions, ChatLike, OnBatch, Sampling, as_dicts, cut_at_stop
 from spar.llm.kv import ATTENTION, reserve, share_prefix
 
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
-           "fp16": torch.float16, "float16": torch.float16}
-
-
-def pick_device(device: str | None) -> str:
-    """The device to run on: the one asked for, checked to exist before anything is loaded onto
-    it, or CUDA where there is one and the CPU elsewhere."""
-    if not device:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError as e:
-        raise BackendError(f"--device {device}: not a device ({e})") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BackendError(f"--device {device}: this machine has no CUDA device (torch {torch.__version__})")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BackendError(f"--device {device}: there are {torch.cuda.device_count()} CUDA devices (0 to "
-                               f"{torch.cuda.device_count() - 1})")
-    elif dev.type not in ("cpu", "mps"):
-        raise BackendError(f"--device {device}: spar runs on cpu, cuda or mps")
-    elif dev.type == "mps" and not torch.backends.mps.is_available():
-        raise BackendError(f"--device {device}: MPS is not available on this machine")
-    return device
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU multiplies bf16 matrices natively (AVX512-BF16 or AMX). torch keeps these
-    probes private, hence the getattr: a torch without them counts as no."""
-    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, p, lambda: False)() for p in probes)
-
-
-def pick_dtype(dtype: str | None, device: str) -> torch.dtype:
-    """The dtype to run inference in. By default bf16 where the hardware computes in it natively
-    (CUDA; CPUs with AVX512-BF16 or AMX, where bf16 matmuls are ~4x faster than fp32 on the 2-core
-    machine of bench/README.md), fp32 elsewhere (a CPU without native bf16 emulates it, slowly)."""
-    if dtype is None:
-        native = device.startswith("cuda") or (device == "cpu" and cpu_has_bf16())
-        return torch.bfloat16 if native else torch.float32
-    if dtype not in _DTYPES:
-        raise BackendError(f"unknown dtype {dtype!r}; choose one of {sorted(_DTYPES)}")
-    return _DTYPES[dtype]
+from spar.llm.devices import _DTYPES, cpu_has_bf16, pick_device, pick_dtype  # noqa: F401 (re-exported)
 
 
 MIN_SHARED = 48  # leading tokens two requests must share to be kept in one batch
@@ -240,6 +199,9 @@ class HFBackend:
         if self.tokenizer.chat_template is None:
             raise BackendError(f"model {model!r} has no chat template; spar needs an instruct/chat model")
         self._eos = self._eos_ids()
+        # transformers 5.2x renamed the cache argument of forward/generate to `cache` and warns on every
+        # call that passes `past_key_values`; older releases (vLLM's CPU venv pins < 5.20) know only that.
+        self._cache_kw = "cache" if "cache" in inspect.signature(type(self.model).forward).parameters else "past_key_values"
         self.usage = Usage()
 
     def _eos_ids(self) -> list[int]:
@@ -344,8 +306,8 @@ class HFBackend:
                 pos = (mask.cumsum(-1) - 1).clamp(min=0)  # positions as generate computes them
                 w = new_ids.shape[1]
                 self.model(input_ids=new_ids.to(self.device), attention_mask=mask.to(self.device),
-                           position_ids=pos[:, -w:].to(self.device), past_key_values=cache, use_cache=True,
-                           logits_to_keep=1)
+                           position_ids=pos[:, -w:].to(self.device), use_cache=True, logits_to_keep=1,
+                           **{self._cache_kw: cache})
             ends = [u.end for u in level]
         last = torch.tensor([[x[-1]] for x in batch])
         ids, mask = torch.cat([ids, last], 1), torch.cat([mask, torch.ones_like(last)], 1)
@@ -382,8 +344,8 @@ class HFBackend:
             num_return_sequences=1,
             eos_token_id=self._eos,
             pad_token_id=pad,
-            past_key_values=cache,  # generate only feeds the last prompt token and decodes
         )
+        kwargs[self._cache_kw] = cache  # generate only feeds the last prompt token and decodes
         # Sampling happens in NucleusSampler; generate itself always decodes greedily (see its docstring).
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if sampling.temperature > 0:

@@ -33,6 +33,9 @@ def diff_text(old: str, new: str, width: int = 400) -> Text:
     return out
 
 
+MAX_DEPTH = 50  # levels drawn at most
+
+
 def render(tree: Tree) -> RichTree:
     by_parent: dict[int | None, list[Node]] = {}
     for n in tree.nodes:
@@ -52,10 +55,18 @@ def render(tree: Tree) -> RichTree:
 
     by_id = {n.id: n for n in tree.nodes}
 
-    def add(branch: RichTree, node: Node) -> None:
+    # built with a stack (no recursion), and no deeper than MAX_DEPTH levels: a drawing of a 100,000-node
+    # chain would be 100,000 levels of indentation
+    stack = [(top, by_id[tree.root], 0)]
+    hidden = 0
+    while stack:
+        branch, node, depth = stack.pop()
+        if depth >= MAX_DEPTH:
+            hidden += 1
+            stack.extend((branch, c, depth + 1) for c in by_parent.get(node.id, []))
+            continue
         sub = branch.add(label(node, by_id.get(node.parent) if node.parent is not None else None))
-        for child in by_parent.get(node.id, []):
-            add(sub, child)
-
-    add(top, by_id[tree.root])
+        stack.extend((sub, c, depth + 1) for c in reversed(by_parent.get(node.id, [])))
+    if hidden:
+        top.add(Text(f"… {hidden} nodes deeper than {MAX_DEPTH} levels not drawn", style="dim"))
     return top
