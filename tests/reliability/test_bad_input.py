@@ -335,3 +335,86 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(tmp_path, tmp_path_fac
     assert snapshot(tmp_path) == before, "a file was written, changed or removed"
     if fresh is not None:
         assert not any(fresh.iterdir()), "an error came after a first-use step (a model conversion)"
+
+
+# --- conditions the table cannot lay out as files ------------------------------------------------
+
+
+def test_an_output_through_a_symlink_writes_its_target_and_keeps_the_link(tmp_path):
+    (tmp_path / "i.jsonl").write_text(lines(IFEVAL))
+    (tmp_path / "r.jsonl").write_text(lines({"id": "1", "response": "The sea is grey and calm."}))
+    (tmp_path / "real.json").write_text("old")
+    (tmp_path / "link.json").symlink_to("real.json")
+    res = runner.invoke(app, ["eval", "ifeval", "--data", str(tmp_path / "i.jsonl"), "--responses", str(tmp_path / "r.jsonl"),
+                              "-o", str(tmp_path / "link.json")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "link.json").is_symlink()
+    assert json.loads((tmp_path / "real.json").read_text())["benchmark"] == "ifeval"
+
+
+def test_a_read_only_file_system_is_refused_before_work(tmp_path, monkeypatch):
+    """EROFS cannot be made without mounting; statvfs is made to say what a read-only mount says."""
+    import spar.io
+
+    real = os.statvfs
+
+    class ReadOnly:
+        def __init__(self, st):
+            self.st = st
+
+        def __getattr__(self, name):
+            return getattr(self.st, name) if name != "f_flag" else self.st.f_flag | os.ST_RDONLY
+
+    monkeypatch.setattr(spar.io.os, "statvfs", lambda p: ReadOnly(real(p)) if str(p).startswith(str(tmp_path)) else real(p))
+    (tmp_path / "p.jsonl").write_text(PROMPT)
+    for args in (["generate", "-i", str(tmp_path / "p.jsonl"), "-o", str(tmp_path / "o.jsonl")],
+                 ["prompts", "build", "-o", str(tmp_path / "p2.jsonl"), "--count", "2"]):
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2 and res.output.strip().endswith("is on a read-only file system"), res.output
+        assert len(res.output.strip().splitlines()) == 1
+
+
+def test_a_disk_that_fills_mid_write_is_one_line(tmp_path, monkeypatch):
+    import errno
+
+    import spar.io
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(spar.io, "write_text", full)
+    res = runner.invoke(app, ["prompts", "build", "-o", str(tmp_path / "p.jsonl"), "--count", "2"])
+    assert res.exit_code == 2 and res.output.strip() == f"spar: error: {tmp_path / 'p.jsonl'}: No space left on device", res.output
+
+
+def test_tree_show_on_a_long_chain_is_linear_and_draws_a_bounded_depth(tmp_path):
+    n = 20_000
+    nodes = [NODE] + [{**NODE, "id": i, "parent": i - 1, "depth": i} for i in range(1, n)]
+    (tmp_path / "t.jsonl").write_text(lines({**TREE, "nodes": nodes}))
+    res = runner.invoke(app, ["tree", "show", str(tmp_path / "t.jsonl")])
+    assert res.exit_code == 0, res.output
+    from spar.search.show import MAX_DEPTH
+
+    assert f"{n - MAX_DEPTH} nodes deeper than {MAX_DEPTH} levels not drawn" in res.output
+
+
+def test_a_long_cycle_is_found(tmp_path):
+    n = 20_000
+    nodes = [NODE] + [{**NODE, "id": i, "parent": (i + 1) if i < n - 1 else 1, "depth": 1} for i in range(1, n)]
+    (tmp_path / "t.jsonl").write_text(lines({**TREE, "nodes": nodes}))
+    res = runner.invoke(app, ["tree", "show", str(tmp_path / "t.jsonl")])
+    assert res.exit_code == 2 and "parents form a cycle" in res.output, res.output
+
+
+def test_serve_on_a_taken_port_is_one_line_before_the_model_loads(tmp_path, monkeypatch):
+    import socket
+
+    monkeypatch.setenv("SPAR_HOME", str(tmp_path / "home"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = runner.invoke(app, ["serve", "--port", str(port)])
+    assert res.exit_code == 2, res.output
+    assert len(res.output.strip().splitlines()) == 1 and f"127.0.0.1:{port}: cannot listen there" in res.output
+    assert not (tmp_path / "home").exists()
