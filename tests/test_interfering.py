@@ -49,4 +49,5 @@ def test_pairs_are_trl_rows_and_the_summary_averages_over_seeds():
                for s, a in ((0, 0.2), (1, 0.4))]
     summ = I.summary(points)["letters"]
     assert summ["base"] == {"accuracy": 0.1, "factor": 0.2}
-    assert summ["refined"][10]["accuracy"] == {"mean": 0.3, "sd": 0.1, "n": 2}
+    # the sample sd over seeds (n - 1): 0.2 and 0.4 are 0.1414 apart from their mean of 0.3, not 0.1
+    assert summ["refined"][10]["accuracy"] == {"mean": 0.3, "sd": 0.1414, "n": 2}

@@ -56,7 +56,7 @@ def test_the_inference_dtype_reaches_the_backends_and_the_hashes(tmp_path):
     ran_stages(tmp_path)
     H.made.clear()
     assert ran_stages(tmp_path, dtype="fp32")[:2] == ["prompts", "iter_1:sample"]  # every stage again
-    assert H.made and all(m == {"dtype": "fp32"} for m in H.made)
+    assert H.made and all(m["dtype"] == "fp32" for m in H.made)
     assert ran_stages(tmp_path, dtype="fp32") == []
 
 

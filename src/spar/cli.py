@@ -109,7 +109,7 @@ def serve(
     except OSError as e:
         sock.close()
         raise DataError(f"{host}:{port}: cannot listen there ({e.strerror or e})") from None
-    backend = _backend(model, batch_size, device, dtype)._get()  # loaded before the address is announced
+    backend = _backend(model, batch_size, device, dtype, max_new_tokens=max_tokens)._get()  # loaded before the address is announced
     typer.echo(f"spar serve: {model} on http://{host}:{port}/v1  (use it as openai:http://{host}:{port}/v1#{model})", err=True)
     server = uvicorn.Server(uvicorn.Config(build_app(backend, model, max_tokens), log_level="warning"))
     server.run(sockets=[sock])
@@ -170,7 +170,7 @@ def judge(
 
     refuse_same_path(input, output)
     cfg = JudgeSettings(votes=votes, mode=mode, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
-    backend = None if cfg.mode == "verifier" else _backend(model, batch_size, dtype=dtype)
+    backend = None if cfg.mode == "verifier" else _backend(model, batch_size, dtype=dtype, max_new_tokens=max_new_tokens)
     rows = run_judge(backend, cfg, input, output, seed, chunk=batch_size)
     n_yes = sum(r.judgment.follows is True for r in rows)
     n_none = sum(r.judgment.follows is None for r in rows)
@@ -202,7 +202,7 @@ def eval_ifeval(
     cfg = SearchSettings(strategy=search, budget=budget, max_new_tokens=max_new_tokens) if search else None
     ifeval_run(model=model, data=data, responses=responses, limit=limit, output=output,
                max_new_tokens=max_new_tokens, batch_size=batch_size,
-               backend_factory=functools.partial(_backend, dtype=dtype), search=cfg, refiner=refiner,
+               backend_factory=functools.partial(_backend, dtype=dtype, max_new_tokens=max_new_tokens), search=cfg, refiner=refiner,
                judge_cfg=JudgeSettings(votes=votes, mode="llm"))
 
 
@@ -230,7 +230,7 @@ def eval_llmbar(
     if ks[0] < 1:
         raise typer.BadParameter("every number of votes must be at least 1", param_hint="--votes")
     llmbar_run(model=model, data=data, votes=ks, limit=limit, output=output, max_new_tokens=max_new_tokens,
-               batch_size=batch_size, backend_factory=functools.partial(_backend, dtype=dtype))
+               batch_size=batch_size, backend_factory=functools.partial(_backend, dtype=dtype, max_new_tokens=max_new_tokens))
 
 
 eval_app.command("refine")(eval_refine)
@@ -279,7 +279,7 @@ def search(
                          top_p=top_p, max_new_tokens=max_new_tokens, guard=guard, min_similarity=min_similarity,
                          max_length_ratio=max_length_ratio)
     jcfg = JudgeSettings(votes=votes, mode=mode, max_new_tokens=max_new_tokens)
-    trees = run_search(_backend(model, batch_size, dtype=dtype), jcfg, cfg, input, output, seed, sequential=sequential)
+    trees = run_search(_backend(model, batch_size, dtype=dtype, max_new_tokens=max_new_tokens), jcfg, cfg, input, output, seed, sequential=sequential)
     st = search_stats(trees)
     typer.echo(f"wrote {len(trees)} trees to {output}: {st.solved} solved ({100 * st.success_rate:.1f}%), "
                f"mean expanded per solved tree {st.mean_expanded_solved}, mean solution depth {st.mean_solution_depth}; "

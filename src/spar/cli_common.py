@@ -152,14 +152,15 @@ class LazyBackend:
             self._inner.close()
 
 
-def _backend(model: str, batch_size: int = 8, device: Optional[str] = None, dtype: Optional[str] = None):
+def _backend(model: str, batch_size: int = 8, device: Optional[str] = None, dtype: Optional[str] = None,
+             max_new_tokens: Optional[int] = None):
     from spar.llm import BackendOptions, check_model, load_backend
     from spar.settings import RemoteSettings
 
     remote = RemoteSettings(**remote_given())
     options = BackendOptions(batch_size=batch_size, device=device, dtype=dtype, timeout=remote.timeout,
                              max_retries=remote.retries)
-    check_model(model, options)
+    check_model(model, options, max_new_tokens)
     backend = LazyBackend(lambda: load_backend(model, options))
     import atexit
 

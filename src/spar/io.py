@@ -343,15 +343,22 @@ def check_output(path: str | Path, inputs: Iterable[str | Path | None] = (), fol
             raise DataError(f"{path}: the output is the input file; choose another path")
 
 
+# the names a run writes at the top of its directory (spar.pipeline): where they exist without the
+# run's manifest beside them, they are someone else's files, which a run would overwrite
+RUN_NAMES = ("config.yaml", "report.html", "prompts.jsonl", "heldout.jsonl")
+
+
 def check_run_dir(path: str | Path) -> None:
-    """A run directory holds only what a run writes: it is never the current directory or one above
-    it, and an existing folder must be empty or a run (it has manifest.json)."""
+    """A run directory is never the current directory or one above it, and no file a run writes may
+    already be there unless a run wrote it (its manifest.json is beside it)."""
     path = Path(path)
     check_output(path, folder=True)
     here, target = Path.cwd().resolve(), path.resolve()
     if target == here or target in here.parents:
         raise DataError(f"{path}: the run directory would be {target}, the current directory or one above it; "
                         "name a folder of its own (--run-dir)")
-    if path.is_dir() and any(path.iterdir()) and not (path / "manifest.json").is_file():
-        raise DataError(f"{path}: a folder with files that no spar run wrote (no manifest.json); "
-                        "choose a new or empty folder")
+    if path.is_dir() and not (path / "manifest.json").is_file():
+        theirs = [n for n in RUN_NAMES if _stat(path / n) is not None] + sorted(p.name for p in path.glob("iter_*"))[:1]
+        if theirs:
+            raise DataError(f"{path}: holds {theirs[0]}, which no spar run wrote here (no manifest.json) and a run "
+                            "would overwrite; choose a new or empty folder")

@@ -63,10 +63,25 @@ def _unshare() -> str | None:
     return shutil.which("unshare")
 
 
+def _homes() -> list[str]:
+    """The home directories the sandbox hides: $HOME and the account's own (they differ when HOME is
+    set elsewhere, as CI does; the account's may be closed to others, /root is 0700), those that
+    exist and do not lie under /tmp or the staging tmpfs (hidden already by the tmpfs over them)."""
+    import pwd
+
+    homes = {Path.home().resolve()}
+    try:
+        homes.add(Path(pwd.getpwuid(os.getuid()).pw_dir).resolve())
+    except KeyError:  # pragma: no cover - a uid without an account
+        pass
+    return sorted(str(h) for h in homes if h.is_dir() and h != Path("/")
+                  and not any(h == Path(d) or Path(d) in h.parents for d in ("/tmp", STAGE)))
+
+
 def _keep() -> list[str]:
     """What Python needs (its installation, the environment, the worker) that lies where the sandbox
-    puts a tmpfs (under the home directory or a world-writable directory): bound back read-only."""
-    covered = [Path.home().resolve(), *(Path(d).resolve() for d in SCRATCH if Path(d).is_dir())]
+    puts a tmpfs (under a home directory or a world-writable directory): bound back read-only."""
+    covered = [*(Path(h) for h in _homes()), *(Path(d).resolve() for d in SCRATCH if Path(d).is_dir())]
     paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), WORKER.parent.resolve()}
     return sorted(str(p) for p in paths if any(p == c or c in p.parents for c in covered))
 
@@ -83,17 +98,17 @@ def _script(cmd: list[str], limits: Limits) -> str:
     directory hidden, what Python needs bound back read-only, every other mount read-only, tmpfs
     over the other world-writable places; then runs ``cmd``. Any step that fails stops it:
     isolation is all or nothing."""
-    home = str(Path.home().resolve())
+    homes = _homes()
     keep = _keep()
     lines = ["set -e"]
     if keep:
         lines.append(f"mount -t tmpfs -o size=1m,mode=755 none {STAGE}")
         lines += [f"mkdir -p {STAGE}/.keep/{i} && mount --rbind {_q(k)} {STAGE}/.keep/{i}" for i, k in enumerate(keep)]
     lines.append(f"mount -t tmpfs -o size={limits.disk_bytes},mode=1777 none /tmp")
-    lines.append(f"mount -t tmpfs -o size=1m,mode=755 none {_q(home)}")
+    lines += [f"mount -t tmpfs -o size=1m,mode=755 none {_q(h)}" for h in homes]
     lines += [f"mkdir -p {_q(k)} && mount --rbind {STAGE}/.keep/{i} {_q(k)}" for i, k in enumerate(keep)]
     lines.append("for mp in $(awk '{print $2}' /proc/self/mounts | sort -u); do case \"$mp\" in /proc|/proc/*|/sys|/sys/*|"
-                 f"/tmp|/tmp/*|{STAGE}|{STAGE}/*|{home}) continue;; esac; mount -o remount,bind,ro \"$mp\"; done")
+                 f"/tmp|/tmp/*|{STAGE}|{STAGE}/*{''.join('|' + h for h in homes)}) continue;; esac; mount -o remount,bind,ro \"$mp\"; done")
     lines += [f"mount -o remount,bind,ro {_q(k)}" for k in keep]
     for d in SCRATCH[1:]:
         lines.append(f"if [ -d {d} ] && [ ! -L {d} ]; then mount -t tmpfs -o size={limits.disk_bytes},mode=1777 none {d}; fi")

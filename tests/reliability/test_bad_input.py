@@ -209,8 +209,10 @@ CASES = [
          "the current directory"),
     Case("a run directory above the current directory", {"r.yaml": RECIPE}, ["iterate", "--config", "{d}/r.yaml", "--run-dir", ".."],
          "the current directory or one above it"),
-    Case("a run directory full of someone else's files", {"r.yaml": RECIPE, "run/notes.txt": "mine"},
-         ["iterate", "--config", "{d}/r.yaml", "--run-dir", "{d}/run"], "no spar run wrote"),
+    Case("a run directory holding someone else's config.yaml", {"r.yaml": RECIPE, "run/config.yaml": "mine"},
+         ["iterate", "--config", "{d}/r.yaml", "--run-dir", "{d}/run"], "holds config.yaml, which no spar run wrote"),
+    Case("a run directory holding someone else's report.html", {"r.yaml": RECIPE, "run/report.html": "mine"},
+         ["iterate", "--config", "{d}/r.yaml", "--run-dir", "{d}/run"], "holds report.html"),
     Case("a recipe that is not UTF-8", {"r.yaml": RECIPE.encode() + b"# caf\xe9\n"},
          ["iterate", "--config", "{d}/r.yaml", "--run-dir", "{d}/run"], "r.yaml:5: not UTF-8"),
     Case("a recipe key given twice", {"r.yaml": RECIPE + "seed: 1\nseed: 2\n"},
@@ -288,7 +290,7 @@ def lay_out(d: Path, files: dict) -> None:
 
 
 def test_the_corpus_is_large_and_its_kinds_distinct():
-    assert len({c.kind for c in CASES}) == len(CASES) >= 40
+    assert len({c.kind for c in CASES}) == len(CASES) >= 90
 
 
 @pytest.fixture(scope="module", params=["fresh", "prepared"])

@@ -296,7 +296,8 @@ def summary(points: list[dict]) -> dict[str, Any]:
     for t in out.values():
         for kind in KINDS:
             t[kind] = {step: {m: {"mean": round(statistics.fmean(x[m] for x in ps), 4),
-                                  "sd": round(statistics.pstdev([x[m] for x in ps]), 4), "n": len(ps)}
+                                  "sd": round(statistics.stdev([x[m] for x in ps]) if len(ps) > 1 else 0.0, 4),
+                                  "n": len(ps)}
                               for m in ("accuracy", "factor", "framed", "sentences") if m in ps[0]}
                        for step, ps in sorted(t[kind].items())}
     return out
@@ -354,6 +355,10 @@ def write_outputs(out_dir: Path, points: list[dict], s: InterferingSettings) -> 
     import html
 
     points = rescore(out_dir, points)
+    # the points file keeps the figures the summary is made of: a corrected checker rewrites both
+    from spar.io import write_jsonl
+
+    write_jsonl(out_dir / "points.jsonl", points)
     summ = summary(points)
     (out_dir / "summary.json").write_text(json.dumps(summ, indent=1) + "\n")
     parts = ["<!doctype html><meta charset='utf-8'><title>interfering factors</title>"
@@ -361,7 +366,7 @@ def write_outputs(out_dir: Path, points: list[dict], s: InterferingSettings) -> 
              "table{border-collapse:collapse}</style><h1>Refined vs interfering pairs</h1>",
              f"<p>DPO from the same start, {s.steps} steps of batch {s.batch_size}, lr {s.learning_rate}, beta {s.beta}, "
              f"seeds {s.seeds}; {s.train} training pairs and {s.heldout} held-out prompts per task; greedy evaluation every "
-             f"{s.eval_every} steps. Mean ± sd over seeds.</p>"]
+             f"{s.eval_every} steps. Mean ± sd over seeds (the sample sd, dividing by n - 1).</p>"]
     for task in summ:
         png = out_dir / f"{task}.png"
         plot(summ, task, png)
