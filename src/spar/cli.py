@@ -267,6 +267,7 @@ def search(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per refinement and per judge reply")] = JUDGE.max_new_tokens,
     batch_size: Annotated[int, typer.Option(min=1, help="sequences per forward pass (hf backend)")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    refine_format: Annotated[str, typer.Option(help="the refiner's reply: rewrite (the whole answer, the paper's) or edits (operations that quote the answer; spar applies them)")] = SEARCH.refine_format,
     dtype: DtypeOpt = None,
 ):
     """Refine failed answers by tree search until the judge accepts one; saves every tree whole."""
@@ -277,14 +278,17 @@ def search(
     refuse_same_path(input, output)
     cfg = SearchSettings(strategy=strategy, branch=branch, select=select, depth=depth, budget=budget, temperature=temperature,
                          top_p=top_p, max_new_tokens=max_new_tokens, guard=guard, min_similarity=min_similarity,
-                         max_length_ratio=max_length_ratio)
+                         max_length_ratio=max_length_ratio, refine_format=refine_format)
     jcfg = JudgeSettings(votes=votes, mode=mode, max_new_tokens=max_new_tokens)
-    trees = run_search(_backend(model, batch_size, dtype=dtype, max_new_tokens=max_new_tokens), jcfg, cfg, input, output, seed, sequential=sequential)
+    counts: dict = {}
+    trees = run_search(_backend(model, batch_size, dtype=dtype, max_new_tokens=max_new_tokens), jcfg, cfg, input, output, seed,
+                       sequential=sequential, counts=counts)
     st = search_stats(trees)
     typer.echo(f"wrote {len(trees)} trees to {output}: {st.solved} solved ({100 * st.success_rate:.1f}%), "
                f"mean expanded per solved tree {st.mean_expanded_solved}, mean solution depth {st.mean_solution_depth}; "
                f"{st.refinements} refinements, {st.judged_yes} accepted by the judge, of which {st.guard_rejected_judged_yes} "
-               f"failed the guard; guard rejections {st.guard_rejected}", err=True)
+               f"failed the guard; guard rejections {st.guard_rejected}"
+               + (f"; {counts['edit_failures']} replies whose edits did not apply" if counts else ""), err=True)
 
 
 @tree_app.command("show")

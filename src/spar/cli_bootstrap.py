@@ -15,6 +15,13 @@ bootstrap_app = typer.Typer(help="Teach the refiner to edit before self-play: da
                             no_args_is_help=True)
 
 
+def _check_format(fmt: str) -> None:
+    from spar.roles.templates import REFINE_FORMATS
+
+    if fmt not in REFINE_FORMATS:
+        raise DataError(f"--refine-format {fmt!r}: choose {' or '.join(REFINE_FORMATS)}")
+
+
 @bootstrap_app.command("refiner")
 @friendly
 def bootstrap_refiner(
@@ -31,6 +38,7 @@ def bootstrap_refiner(
     budget: Annotated[int, typer.Option(min=1, help="with --teacher: judged refinements per failed answer")] = 6,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="with --teacher: tokens per judge reply and refinement")] = 512,
     seed: Annotated[int, typer.Option(help="seed of the breaks (offline) or sampling (teacher)")] = 0,
+    refine_format: Annotated[str, typer.Option(help="the refiner's reply in the rows: rewrite (the whole answer) or edits (operations on it; search.refine_format)")] = "rewrite",
 ):
     """Build refiner SFT data: offline by breaking one constraint of answers that meet it, or with a --teacher."""
     import collections
@@ -39,6 +47,7 @@ def bootstrap_refiner(
     from spar.selfplay import bootstrap as B
     from spar.types import Completion
 
+    _check_format(refine_format)
     refuse_same_path(input, out, eval_out)
     rows = read_jsonl(input, Completion)
     if teacher:
@@ -52,7 +61,7 @@ def bootstrap_refiner(
     train, held = B.offline_examples(rows, cfg)
     if not train:
         raise DataError(f"{input}: no answer meets a constraint that can be broken; nothing to learn from")
-    sft = B.sft_rows(train, cfg.judgments)
+    sft = B.sft_rows(train, cfg.judgments, fmt=refine_format)
     write_jsonl(out, sft)
     if eval_out:
         write_jsonl(eval_out, B.split_heldout(held, cfg))
@@ -74,6 +83,7 @@ def bootstrap_eval(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per refinement")] = 256,
     batch_size: Annotated[int, typer.Option(min=1, help="sequences per forward pass")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    refine_format: Annotated[str, typer.Option(help="the refiner's reply: rewrite (the whole answer) or edits (operations on it)")] = "rewrite",
     dtype: DtypeOpt = None,
 ):
     """How well a refiner repairs held-out breaks: repaired (checkers pass, guard passes) per group and kind."""
@@ -85,13 +95,15 @@ def bootstrap_eval(
     from spar.selfplay.bootstrap import refiner_report
     from spar.types import Negative
 
+    _check_format(refine_format)
     report_path = output.with_suffix(".json")
     refuse_same_path(input, output, report_path)
     cfg = SEARCH.but(strategy=strategy, budget=budget, branch=min(3, budget), min_similarity=min_similarity,
-                     max_new_tokens=max_new_tokens)
+                     max_new_tokens=max_new_tokens, refine_format=refine_format)
     searcher = Searcher(_backend(model, batch_size, dtype=dtype), JudgeSettings(votes=1, mode="verifier"), cfg, seed)
     trees = search_file(searcher, input, output)
-    report = {"model": model, "strategy": strategy, "budget": budget, "groups": refiner_report(trees, read_jsonl(input, Negative))}
+    report = {"model": model, "strategy": strategy, "budget": budget, "refine_format": refine_format,
+              "edit_failures": searcher.edit_failures, "groups": refiner_report(trees, read_jsonl(input, Negative))}
     write_text(report_path, json.dumps(report, indent=1) + "\n")
     for name, g in report["groups"].items():
         typer.echo(f"{name:60s} {g['repaired']:4d}/{g['n']:<4d} repaired  ({g['checker_pass']} past the checkers, "

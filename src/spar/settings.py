@@ -102,7 +102,10 @@ class SearchSettings(Settings):
     temperature: float = Field(0.9, ge=0)
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(512, ge=1)
-    prefill: bool = True  # start the refiner's turn with the [[start]] marker
+    prefill: bool = True  # start the refiner's turn with the [[start]] (or [[edits]]) marker
+    # the refiner's reply: "rewrite", the whole refined answer (the paper's), or "edits", operations
+    # that quote spans of the answer and spar applies (spar.roles.edits; ops that do not apply fail)
+    refine_format: Literal["rewrite", "edits"] = "rewrite"
     # the guard (spar.roles.guard): an accepted refinement, and the chosen answer of a pair, must
     # stay the same answer as its parent / the rejected answer
     guard: bool = True

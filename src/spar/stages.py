@@ -63,12 +63,17 @@ def run_negatives(s: NegativesSettings, prompts: Path, judgments: Path, out: Pat
 
 
 def run_search(backend: Backend, judge: JudgeSettings, s: SearchSettings, negatives: Path, out: Path, seed: int,
-               chunk: int = 64, show: bool = True, sequential: bool = False) -> list[Tree]:
-    """A refinement tree per negative (resumable by tree)."""
+               chunk: int = 64, show: bool = True, sequential: bool = False, counts: dict | None = None) -> list[Tree]:
+    """A refinement tree per negative (resumable by tree). ``counts`` (when given) gets the edits
+    format's failed replies (``edit_failures``: operations that did not apply to their answer)."""
     from spar.search.driver import Searcher
     from spar.search.stage import search_file
 
-    return search_file(Searcher(backend, judge, s, seed, sequential=sequential), negatives, out, chunk=chunk, show=show)
+    searcher = Searcher(backend, judge, s, seed, sequential=sequential)
+    trees = search_file(searcher, negatives, out, chunk=chunk, show=show)
+    if counts is not None and s.refine_format == "edits":
+        counts["edit_failures"] = searcher.edit_failures
+    return trees
 
 
 def run_data(search: SearchSettings, rft: RFTSettings, prompts: Path, trees: Path, judgments: Path,
@@ -80,7 +85,7 @@ def run_data(search: SearchSettings, rft: RFTSettings, prompts: Path, trees: Pat
     tr, judged = read_jsonl(trees, Tree), read_jsonl(judgments, JudgedSample)
     pairs, dropped = dpo_pairs(tr, by_id, search.guard_config())
     write_jsonl(dpo_out, pairs)
-    write_jsonl(rft_out, rft_examples(tr, judged, by_id, rft, pairs, seed=seed))
+    write_jsonl(rft_out, rft_examples(tr, judged, by_id, rft, pairs, seed=seed, fmt=search.refine_format))
     stats = search_stats(tr, judged, pairs, dropped).as_dict()
     write_text(stats_out, json.dumps(stats, indent=1) + "\n")
     return stats

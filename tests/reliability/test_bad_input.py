@@ -237,6 +237,8 @@ CASES = [
          ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "p.jsonl:1: a \\u escape makes a lone surrogate"),
     Case("an empty stop string", {"p.jsonl": PROMPT}, ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl", "--stop", ""],
          "stop string"),
+    Case("a packaged model's name misspelt (a hub id that is not there)", {"p.jsonl": PROMPT},
+         ["generate", "-m", "embeded", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "did you mean 'embedded'?"),
     Case("a model id that is no folder and no model string", {"p.jsonl": PROMPT},
          ["generate", "-m", "./no/such/model", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "no such folder"),
     Case("a second response for one IFEval prompt",

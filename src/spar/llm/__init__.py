@@ -215,6 +215,37 @@ def context_length(model: str) -> int | None:
     return ctx if isinstance(ctx, int) and ctx > 0 else None
 
 
+def _check_hub(model: str, repo: str) -> None:
+    """A Hugging Face id that is neither cached nor on a reachable hub is refused in one request (a
+    load would spend most of a minute in retries first), with the packaged name it may be a typo of."""
+    import difflib
+    import os
+
+    from spar.llm.embedded import PACKAGED
+
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, "config.json"), str):
+        return
+    close = difflib.get_close_matches(repo, PACKAGED, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise BackendError(f"model {model!r}: not a local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE "
+                           f"is set{hint}")
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(repo, timeout=10)
+    except RepositoryNotFoundError:
+        raise BackendError(f"model {model!r}: not a local folder, and the Hugging Face hub has no such model{hint}") from None
+    except HfHubHTTPError:  # gated, rate-limited, ...: the load says what it needs
+        return
+    except Exception as e:  # noqa: BLE001 - no network: a connection error of whichever HTTP library
+        raise BackendError(f"model {model!r}: not a local folder, not in the Hugging Face cache, and the hub cannot be "
+                           f"reached ({type(e).__name__}){hint}") from None
+
+
 def check_model(model: str, options: BackendOptions | None = None, max_new_tokens: int | None = None) -> None:
     """Everything about a model string and its options that can be refused before a model is loaded,
     converted or downloaded: the string's form, the device and dtype, and a length the model's
@@ -230,9 +261,11 @@ def check_model(model: str, options: BackendOptions | None = None, max_new_token
         parse_spec(model)
         return
     local = model.removeprefix("vllm:")
-    if model not in PACKAGED and not os.path.isdir(local) and not _REPO_ID.fullmatch(local):
-        raise BackendError(f"model {model!r}: no such folder, and not a model string; give "
-                           + MODEL_STRINGS.format(packaged=", ".join(PACKAGED)))
+    if model not in PACKAGED and not os.path.isdir(local):
+        if not _REPO_ID.fullmatch(local):
+            raise BackendError(f"model {model!r}: no such folder, and not a model string; give "
+                               + MODEL_STRINGS.format(packaged=", ".join(PACKAGED)))
+        _check_hub(model, local)
     if not model.startswith("vllm:") and not (model in PACKAGED and packaged_engine(options) == "vllm"):
         from spar.llm.devices import pick_device, pick_dtype
 

@@ -42,14 +42,14 @@ def _bootstrap_data(ctx: Context) -> None:
     else:
         train, _ = B.offline_examples(rows, B.BootstrapConfig(per_answer=b.per_answer, extra=b.extra, eval_share=0.0,
                                                               seed=seed))
-        out = B.sft_rows(train)
+        out = B.sft_rows(train, fmt=c.search.refine_format)
     write_jsonl(ctx.path("bootstrap.jsonl"), out)
     ctx.spend["rows"] = len(out)
 
 
 def _search(ctx: Context) -> None:
     S.run_search(ctx.backend("refiner"), ctx.cfg.judge, ctx.cfg.search, ctx.path("negatives.jsonl"),
-                 ctx.path("trees.jsonl"), ctx.seed, chunk=max(8, ctx.chunk * 4), show=ctx.show)
+                 ctx.path("trees.jsonl"), ctx.seed, chunk=max(8, ctx.chunk * 4), show=ctx.show, counts=ctx.spend)
 
 
 def _data(ctx: Context) -> None:

@@ -24,7 +24,20 @@ REFINE = """Rewrite the response so that it follows the instruction completely. 
 
 Put the rewritten response between the markers [[start]] and [[end]], and write nothing after [[end]]."""
 
+REFINE_EDITS = """Fix the response so that it follows the instruction completely. Change only what your review found wrong, by quoting the exact words of the response to change. Write the changes between the markers [[edits]] and [[end]], using these operations:
+
+REPLACE: exact words from the response
+WITH: what they become
+DELETE: exact words to remove
+INSERT AFTER: exact words from the response
+TEXT: what goes right after them
+APPEND: what goes at the very end
+
+Write nothing after [[end]]."""
+
 START, END = "[[start]]", "[[end]]"
+EDITS_OPEN = "[[edits]]"  # spar.roles.edits.OPEN
+REFINE_FORMATS = ("rewrite", "edits")  # the refiner's reply: the whole refined answer, or edit operations
 
 # Rationales written from the checkers' verdicts (verifier/hybrid modes, bootstrap data), and the
 # one the refiner is given when a node has no rationale at all.
@@ -44,10 +57,11 @@ def judge_chat(instruction: str, response: str) -> list[Message]:
             Message(role="user", content=JUDGE.format(instruction=instruction, response=response))]
 
 
-def refine_chat(instruction: str, response: str, judgment_text: str) -> list[Message]:
-    """Multi-turn: the judge prompt, the judgment, then the request for a minimal rewrite."""
+def refine_chat(instruction: str, response: str, judgment_text: str, fmt: str = "rewrite") -> list[Message]:
+    """Multi-turn: the judge prompt, the judgment, then the request for a minimal rewrite (``fmt``
+    "rewrite", the paper's) or for edit operations on the response ("edits", spar.roles.edits)."""
     return judge_chat(instruction, response) + [Message(role="assistant", content=judgment_text),
-                                               Message(role="user", content=REFINE)]
+                                               Message(role="user", content=REFINE_EDITS if fmt == "edits" else REFINE)]
 
 
 def checklist(items: list[tuple[str, bool]]) -> str:
@@ -78,10 +92,11 @@ def parse_judgement(reply: str) -> bool | None:
     return found.pop() if len(found) == 1 else None
 
 
-def refine_prefill() -> Message:
+def refine_prefill(fmt: str = "rewrite") -> Message:
     """The assistant turn a refinement starts from: the opening marker, so the model writes the
-    answer at once instead of talking about it (small models rarely write the marker unasked)."""
-    return Message(role="assistant", content=START + "\n")
+    answer (or its edits) at once instead of talking about it (small models rarely write the marker
+    unasked)."""
+    return Message(role="assistant", content=(EDITS_OPEN if fmt == "edits" else START) + "\n")
 
 
 def parse_refinement(reply: str) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from spar.llm import Backend, Sampling
+from spar.roles import edits
 from spar.roles.judge import judge
 from spar.roles.templates import FALLBACK_RATIONALE, parse_refinement, refine_chat, refine_prefill
 from spar.search.strategies import RUNNERS, Judge, Refine, TreeBuilder
@@ -26,14 +27,18 @@ class Searcher:
         self.guard = cfg.guard_config()
         self.sequential = sequential
         self.calls = 0  # generate calls made, for the benchmark
+        # edits format: replies whose operations did not apply to the answer (a quote not in it);
+        # each is a failed refinement, counted here and not retried
+        self.edit_failures = 0
 
     # -- the two kinds of request ------------------------------------------------------------
 
     def _refine(self, items: list[tuple[Prompt, Node]], k: int, greedy: bool) -> list[list[tuple[str, str]]]:
         """k refinements per (prompt, node); replies without markers are re-asked, then dropped."""
         s = self.cfg
-        prefix = [refine_prefill()] if s.prefill else []
-        chats = [refine_chat(p.text, n.response, (n.judgment.rationale if n.judgment else "") or FALLBACK_RATIONALE)
+        fmt = s.refine_format
+        prefix = [refine_prefill(fmt)] if s.prefill else []
+        chats = [refine_chat(p.text, n.response, (n.judgment.rationale if n.judgment else "") or FALLBACK_RATIONALE, fmt)
                  + prefix for p, n in items]
         lead = prefix[0].content if prefix else ""
         base = s.sampling(k, self.seed, greedy).but(n=k)
@@ -54,6 +59,17 @@ class Searcher:
             retry = []
             for (i, j), reply in replies.items():
                 reply = lead + reply
+                if fmt == "edits":
+                    try:
+                        ops = edits.parse(reply)
+                    except edits.EditError:  # no readable block: asked again, as a rewrite without markers is
+                        retry.append((i, j))
+                        continue
+                    try:
+                        out[i][j] = (edits.apply(items[i][1].response, ops), reply)
+                    except edits.EditError:
+                        self.edit_failures += 1
+                    continue
                 text = parse_refinement(reply)
                 if text is None:
                     retry.append((i, j))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from spar.constraints.breakers import BREAKERS, FIXERS, break_one
 from spar.constraints.checkers import follows
 from spar.constraints.procedural import SPECS, contradiction
+from spar.roles import edits
 from spar.roles.guard import GuardConfig, machinery
 from spar.roles.guard import check as guard_check
 from spar.roles.templates import END, START, checklist, judge_chat, refine_chat
@@ -161,13 +162,16 @@ def offline_examples(rows: Sequence[Completion], cfg: BootstrapConfig = Bootstra
     return train, held
 
 
-def sft_rows(examples: Sequence[Break], judgments: bool = False) -> list[dict]:
-    """Conversational SFT rows (what ``spar train sft`` and the RFT data use)."""
+def sft_rows(examples: Sequence[Break], judgments: bool = False, fmt: str = "rewrite") -> list[dict]:
+    """Conversational SFT rows (what ``spar train sft`` and the RFT data use). With ``fmt="edits"``
+    the target is the edit operations that restore the original (spar.roles.edits), not the
+    original written out again."""
     out = []
     for ex in examples:
         origin = {"bootstrap": "offline", "prompt": ex.prompt.id, "broken": ex.kind}
-        chat = refine_chat(ex.prompt.text, ex.broken, ex.rationale)
-        reply = f"{START}\n{ex.original}\n{END}"
+        chat = refine_chat(ex.prompt.text, ex.broken, ex.rationale, fmt)
+        reply = (edits.render(edits.ops_between(ex.broken, ex.original)) if fmt == "edits"
+                 else f"{START}\n{ex.original}\n{END}")
         out.append({"messages": [m.model_dump() for m in chat] + [{"role": "assistant", "content": reply}],
                     "origin": {"kind": "refinement", **origin}})
         if judgments:

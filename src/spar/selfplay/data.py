@@ -70,8 +70,9 @@ def dpo_pairs(trees: Sequence[Tree], prompts: dict[str, Prompt],
 
 def rft_examples(trees: Sequence[Tree], judged: Sequence[JudgedSample], prompts: dict[str, Prompt],
                  cfg: RFTSettings = RFTSettings(), pairs: Sequence[PreferencePair] | None = None,
-                 seed: int = 0) -> list[dict]:
-    """Conversational SFT rows ``{"messages": [...], "origin": ...}`` for the refiner.
+                 seed: int = 0, fmt: str = "rewrite") -> list[dict]:
+    """Conversational SFT rows ``{"messages": [...], "origin": ...}`` for the refiner (its refine
+    chats in the search's reply format ``fmt``, the format its replies were written in).
 
     - refinement: the refine chat of the solution's parent (with the parent's judgment) -> the
       reply that produced the solution (only trees whose pair is in ``pairs``, when given: the
@@ -90,7 +91,7 @@ def rft_examples(trees: Sequence[Tree], judged: Sequence[JudgedSample], prompts:
         parent = t.nodes[sol.parent] if sol.parent is not None else None
         if parent is None or not sol.reply or parent.judgment is None:
             continue
-        chat = refine_chat(prompts[t.prompt_id].text, parent.response, parent.judgment.rationale)
+        chat = refine_chat(prompts[t.prompt_id].text, parent.response, parent.judgment.rationale, fmt)
         key = (t.prompt_id, parent.response, sol.reply)
         if key not in seen:
             seen.add(key)
