@@ -32,7 +32,11 @@ What spar promises, and what the suite below checks on every run of `make test`:
    not in this suite).
 4. **Bad input is one line and exit code 2.** The line names the file and line where there is
    one; nothing is half written (the directory is byte for byte as before). Options out of range are
-   refused by the option parser (exit 2) before anything runs.
+   refused by the option parser (exit 2) before anything runs. Every path and option is checked
+   before a model loads or converts, so the error is the same one line on a machine that has never
+   converted the packaged model (each case runs on such a machine and on one that has). Only
+   regular files are read or written where a file is meant (no FIFO, no device), reads are bounded,
+   and a run directory is never the current directory or a folder of someone else's files.
 5. **No secret in logs.** The API key of an OpenAI-compatible server never appears in spar's output,
    errors or the backend's repr.
 6. **A remote server's failures are retried, and what cannot be had is named.** Every request comes
