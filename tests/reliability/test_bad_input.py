@@ -77,7 +77,7 @@ CASES = [
          ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl"], "o.jsonl:1:"),
     Case("a device that is not there", {"p.jsonl": PROMPT},
          ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl", "--device", "cuda:7"], "cuda"),
-    Case("a length beyond the model's context (the model loads: ~10 s)", {"p.jsonl": PROMPT},
+    Case("a length beyond the model's context (read from its config or GGUF header, nothing loaded)", {"p.jsonl": PROMPT},
          ["generate", "-i", "{d}/p.jsonl", "-o", "{d}/o.jsonl", "--max-new-tokens", "1000000000"],
          "exceeds the model's context"),
     Case("a dtype that does not exist", {"p.jsonl": PROMPT},
