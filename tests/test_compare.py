@@ -46,3 +46,14 @@ def test_compare_command_prints_markdown_json_and_html(tmp_path):
     assert "ifeval_outcomes" not in data["runs"][0]["iterations"]["1"]
     res = runner.invoke(app, ["compare", str(tmp_path)])
     assert res.exit_code == 2 and "not a run directory" in res.output
+
+
+def test_two_runs_are_tested_head_to_head_at_the_iteration_both_have():
+    result = compare([RUNS / "spar-run", RUNS / "sr-run"])
+    # iteration 1: spar-run passes prompts 0-5, sr-run 1 and 2: 4 prompts only spar passes, none only sr
+    assert result["head_to_head"] == [{"a": str(RUNS / "spar-run"), "b": str(RUNS / "sr-run"), "iteration": 1,
+                                       "benchmark": "ifeval", "prompts": 10, "a_only": 4, "b_only": 0, "p_value": 0.125}]
+    res = CliRunner().invoke(app, ["compare", str(RUNS / "spar-run"), str(RUNS / "sr-run")])
+    assert "| spar-run | sr-run | 1 | ifeval | 10 | 4 | 0 | 0.1250 |" in res.output
+    assert json.loads(CliRunner().invoke(app, ["compare", str(RUNS / "spar-run"), str(RUNS / "sr-run"), "--json"]).output
+                      )["head_to_head"][0]["a_only"] == 4

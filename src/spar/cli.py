@@ -535,8 +535,9 @@ def compare(
     html: Annotated[Optional[Path], typer.Option("--html", help="also write an HTML page with a plot per benchmark"), OUT] = None,
     json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of Markdown")] = False,
 ):
-    """Runs side by side: IFEval and held-out scores per iteration, pairs, spend, and the exact McNemar
-    test of each run's last iteration against its iteration 0 on the per-prompt outcomes."""
+    """Runs side by side: IFEval and held-out scores per iteration, pairs, spend, and exact McNemar
+    tests on the per-prompt outcomes: each run's last iteration against its iteration 0, and every
+    two runs head to head at each iteration both have."""
     import json
 
     from spar.compare import compare as run_compare

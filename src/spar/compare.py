@@ -140,7 +140,27 @@ def compare(paths: list[Path]) -> dict[str, Any]:
             better = sum(b[i] and not a[i] for i in ids)
             r["tests"][bench] = {"from": 0, "to": last, "prompts": len(ids), "better": better, "worse": worse,
                                  "p_value": round(mcnemar_exact(better, worse), 4)}
-    return {"runs": runs}
+    return {"runs": runs, "head_to_head": head_to_head(runs)}
+
+
+def head_to_head(runs: list[dict]) -> list[dict]:
+    """Every pair of runs at every iteration after 0 that both have, on every benchmark where both
+    kept per-prompt outcomes: the prompts (of those both answered) where the first run passes and
+    the second fails, the reverse, and the exact McNemar p-value of the difference."""
+    out = []
+    for i, a in enumerate(runs):
+        for b in runs[i + 1:]:
+            for t in sorted(set(a["iterations"]) & set(b["iterations"]) - {0}):
+                for bench in BENCHES:
+                    x, y = a["iterations"][t].get(bench + "_outcomes"), b["iterations"][t].get(bench + "_outcomes")
+                    if not x or not y:
+                        continue
+                    ids = sorted(set(x) & set(y))
+                    first = sum(x[k] and not y[k] for k in ids)
+                    second = sum(y[k] and not x[k] for k in ids)
+                    out.append({"a": a["run"], "b": b["run"], "iteration": t, "benchmark": bench, "prompts": len(ids),
+                                "a_only": first, "b_only": second, "p_value": round(mcnemar_exact(first, second), 4)})
+    return out
 
 
 def _fmt(v: Any, nd: int = 2) -> str:
@@ -171,6 +191,14 @@ HEAD = ["run", "method", "model", "judge", "iter", "IFEval P(S)", "I(S)", "P(L)"
 TEST_HEAD = ["run", "benchmark", "iterations", "prompts", "better", "worse", "p (exact McNemar)"]
 
 
+H2H_HEAD = ["run A", "run B", "iter", "benchmark", "prompts", "A passes, B fails", "B passes, A fails", "p (exact McNemar)"]
+
+
+def h2h_of(result: dict) -> list[list[str]]:
+    return [[Path(h["a"]).name, Path(h["b"]).name, str(h["iteration"]), h["benchmark"], str(h["prompts"]), str(h["a_only"]),
+             str(h["b_only"]), f"{h['p_value']:.4f}"] for h in result.get("head_to_head", [])]
+
+
 def tests_of(result: dict) -> list[list[str]]:
     return [[Path(r["run"]).name, bench, f"{t['from']} → {t['to']}", str(t["prompts"]), str(t["better"]), str(t["worse"]),
              f"{t['p_value']:.4f}"] for r in result["runs"] for bench, t in r["tests"].items()]
@@ -193,6 +221,10 @@ def markdown(result: dict) -> str:
     tests = tests_of(result)
     parts.append("\nPrompt-level strict accuracy, last iteration against iteration 0, per prompt:\n\n"
                  + (table(TEST_HEAD, tests) if tests else "(no run has per-prompt outcomes of two iterations)"))
+    h2h = h2h_of(result)
+    if h2h:
+        parts.append("\nHead to head, at each iteration both runs have, per prompt (prompt-level strict):\n\n"
+                     + table(H2H_HEAD, h2h))
     refiner = [[Path(r["run"]).name, str(t), *_refiner_cells(it)] for r in result["runs"]
                for t, it in sorted(r["iterations"].items()) if "llmbar" in it or "refine" in it]
     if refiner:
@@ -241,10 +273,13 @@ def html_page(result: dict) -> str:
             "td,th{border:1px solid #ccc;padding:3px 6px}table{border-collapse:collapse;margin:1em 0}</style>"
             "<h1>spar compare</h1>" + table(HEAD, rows_of(result))
             + "<h2>Significance (exact McNemar, per prompt, last iteration vs iteration 0)</h2>" + table(TEST_HEAD, tests_of(result))
+            + ("<h2>Head to head (exact McNemar, per prompt, at each iteration both runs have)</h2>"
+               + table(H2H_HEAD, h2h_of(result)) if result.get("head_to_head") else "")
             + f"<img alt='accuracy per iteration' src='data:image/png;base64,{_plot(result)}'>")
 
 
 def strip(result: dict) -> dict:
     """The JSON for scripts: per-prompt outcomes left out (they stay in the runs)."""
     return {"runs": [{**r, "iterations": {t: {k: v for k, v in it.items() if not k.endswith("_outcomes")}
-                                          for t, it in r["iterations"].items()}} for r in result["runs"]]}
+                                          for t, it in r["iterations"].items()}} for r in result["runs"]],
+            "head_to_head": result.get("head_to_head", [])}
