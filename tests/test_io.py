@@ -144,3 +144,21 @@ def test_trees_with_cycles_or_dangling_ids_are_bad_input(tmp_path):
         p.write_text(json.dumps(tree([node(0, None)])) + "\n" + json.dumps(t) + "\n")
         with pytest.raises(DataError, match=r"\.jsonl:2"):
             read_jsonl(p, Tree)
+
+
+def test_a_whole_file_write_gets_the_umask_mode_or_keeps_the_old_one(tmp_path):
+    import os
+    import stat
+
+    from spar.io import write_text
+
+    old = os.umask(0o022)
+    try:
+        write_text(tmp_path / "new.json", "{}")
+        assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o644
+        (tmp_path / "kept.json").write_text("x")
+        (tmp_path / "kept.json").chmod(0o640)
+        write_text(tmp_path / "kept.json", "{}")
+        assert stat.S_IMODE((tmp_path / "kept.json").stat().st_mode) == 0o640
+    finally:
+        os.umask(old)
