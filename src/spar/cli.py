@@ -245,6 +245,18 @@ app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(models_app, name="models")
 
 
+@app.command("env")
+@friendly
+def env():
+    """Versions, machine, default device/dtype/engine, model cache and sandbox layers, as JSON (paste it
+    into a bug report)."""
+    import json
+
+    from spar.machine import env_report
+
+    typer.echo(json.dumps(env_report(), indent=1))
+
+
 @app.command()
 @friendly
 def search(
