@@ -13,9 +13,11 @@ import typer
 from spar.cli_bootstrap import bootstrap_app
 from spar.cli_eval import eval_followbench, eval_refine
 from spar.cli_experiment import experiment_app
-from spar.cli_models import models_app
+from spar.cli_models import env, models_app
+from spar.cli_train import train_app
+from spar.cli_tree import tree_app
 from spar.cli_sandbox import sandbox_app
-from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly, IN, OUT, OUT_DIR, RUN_DIR
+from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, _overrides, friendly, IN, OUT, RUN_DIR  # noqa: F401 (_overrides: tests)
 from spar.io import DataError
 from spar.settings import JudgeSettings, RemoteSettings, SearchSettings
 
@@ -77,7 +79,7 @@ def generate(
     prompts = read_prompts(input) if input else builtin_prompts()
     if not prompts:
         raise DataError(f"{input}: no prompts in the file")
-    rows = generate_file(lambda: _backend(model, batch_size, device, dtype), prompts, output, sampling, chunk=batch_size)
+    rows = generate_file(_backend(model, batch_size, device, dtype), prompts, output, sampling, chunk=batch_size)
     typer.echo(f"wrote {len(rows)} rows to {output}", err=True)
     return rows
 
@@ -236,25 +238,14 @@ def eval_llmbar(
 eval_app.command("refine")(eval_refine)
 eval_app.command("followbench")(eval_followbench)
 
-tree_app = typer.Typer(help="Look at refinement trees.", no_args_is_help=True)
-app.add_typer(tree_app, name="tree")
 
 app.add_typer(bootstrap_app, name="bootstrap")
 app.add_typer(experiment_app, name="experiment")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(models_app, name="models")
-
-
-@app.command("env")
-@friendly
-def env():
-    """Versions, machine, default device/dtype/engine, model cache and sandbox layers, as JSON (paste it
-    into a bug report)."""
-    import json
-
-    from spar.machine import env_report
-
-    typer.echo(json.dumps(env_report(), indent=1))
+app.command("env")(env)
+app.add_typer(tree_app, name="tree")
+app.add_typer(train_app, name="train")
 
 
 @app.command()
@@ -303,189 +294,17 @@ def search(
                + (f"; {counts['edit_failures']} replies whose edits did not apply" if counts else ""), err=True)
 
 
-@tree_app.command("show")
-@friendly
-def tree_show(
-    path: Annotated[Path, typer.Argument(help="trees JSONL"), IN],
-    id: Annotated[Optional[str], typer.Option("--id", help="tree id (prompt id#sample) or prompt id; default: the first tree")] = None,
-):
-    """Draw a tree: each node's value, votes, and its answer's diff against its parent."""
-    from rich.console import Console
-
-    from spar.io import DataError, read_jsonl
-    from spar.search.show import render
-    from spar.types import Tree
-
-    trees = read_jsonl(path, Tree)
-    picked = [t for t in trees if id is None or t.id == id or t.prompt_id == id][:1 if id is None else None]
-    if not picked:
-        raise DataError(f"{path}: no tree with id {id!r} (ids look like {trees[0].id!r})" if trees else f"{path}: no trees")
-    for t in picked:
-        Console().print(render(t))
-
-
-@tree_app.command("stats")
-@friendly
-def tree_stats(
-    path: Annotated[Path, typer.Argument(help="trees JSONL"), IN],
-    prompts: Annotated[Path, typer.Option(help="the prompts of the trees (a negatives JSONL or a prompts JSONL)"), IN],
-    judgments: Annotated[Optional[Path], typer.Option(help="judgments JSONL of the samples, for the similarity of independent samples"), IN] = None,
-    guard: Annotated[bool, typer.Option("--guard/--no-guard", help="apply the guard to each (rejected, chosen) pair, as the data stage does")] = True,
-    min_similarity: Annotated[float, typer.Option(min=0.0, max=1.0, help="guard: case-folded similarity at least this")] = SEARCH.min_similarity,
-    max_length_ratio: Annotated[float, typer.Option(min=1.0, help="guard: length within this factor")] = SEARCH.max_length_ratio,
-    show: Annotated[int, typer.Option(help="print this many pairs drawn at random (seeded) for reading")] = 0,
-    seed: Annotated[int, typer.Option(help="seed of the draw")] = 0,
-):
-    """Tree, guard and pair-quality figures of a trees file as one JSON object (what stats.json holds)."""
-    import json
-
-    from spar.io import DataError, read_jsonl, read_prompts
-    from spar.report import sample_pairs
-    from spar.selfplay.data import dpo_pairs, search_stats
-    from spar.types import JudgedSample, Negative, Tree
-
-    trees = read_jsonl(path, Tree)
-    try:
-        by_id = {n.prompt.id: n.prompt for n in read_jsonl(prompts, Negative)}
-    except DataError:
-        by_id = {p.id: p for p in read_prompts(prompts)}
-    missing = sorted({t.prompt_id for t in trees} - set(by_id))
-    if missing:
-        raise DataError(f"{prompts}: no prompt for tree(s) of {', '.join(missing[:3])}")
-    gcfg = SEARCH.but(guard=guard, min_similarity=min_similarity, max_length_ratio=max_length_ratio).guard_config()
-    after = False
-    if gcfg is not None:  # nodes searched without the guard: judge them by it now (in memory only)
-        from spar.search.strategies import guard_node
-
-        for t in trees:
-            by_node = {n.id: n for n in t.nodes}
-            for n in t.nodes:
-                if n.parent is not None and n.similarity is None:
-                    guard_node(n, by_node[n.parent], gcfg)
-                    after = True
-    pairs, dropped = dpo_pairs(trees, by_id, gcfg)
-    st = search_stats(trees, read_jsonl(judgments, JudgedSample) if judgments else (), pairs, dropped)
-    typer.echo(json.dumps({**st.as_dict(), "guard_applied_after_search": after}))
-    for i, p in enumerate(sample_pairs([x.model_dump() for x in pairs], show, seed), 1):
-        typer.echo(f"\n=== pair {i} ({p['origin']['tree']}, similarity {p['origin']['similarity']}) ===\n"
-                   f"PROMPT: {p['prompt'][-1]['content']}\n--- rejected ---\n{p['rejected'][0]['content']}\n"
-                   f"--- chosen ---\n{p['chosen'][0]['content']}")
-
-
-train_app = typer.Typer(help="Train a model with TRL: sft (completion-only) or dpo (+ SFT term on chosen).", no_args_is_help=True)
-app.add_typer(train_app, name="train")
-
-
-def _overrides(values: Optional[list[str]]) -> dict:
-    import yaml
-
-    out = {}
-    for item in values or []:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise DataError(f"--set takes KEY=VALUE (e.g. search.budget=6), got {item!r}")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise DataError(f"--set {key}: {raw!r} is not a YAML value ({getattr(e, 'problem', e)})") from None
-        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        out[key] = value
-    return out
-
-
-def _train(kind: str, model: str, data: Path, out: Path, lora: bool, config: Optional[Path], settings: Optional[list[str]],
-           seed: int):
-    from spar.io import refuse_same_path
-    from spar.settings import TrainSettings, sft_defaults
-    from spar.stages import run_train
-
-    refuse_same_path(data, out)
-    if config:
-        from spar.config import load_config
-
-        cfg = load_config(config)
-        base = cfg.train_actor if kind == "dpo" else cfg.train_refiner
-    else:
-        base = TrainSettings() if kind == "dpo" else sft_defaults()
-    s = base.but(**_overrides(settings), **({"lora": True} if lora else {}))
-    path, losses = run_train(kind, model, data, out, s, seed)
-    if path is None:
-        from spar.io import DataError
-
-        raise DataError(f"{data}: no training rows")
-    typer.echo(f"saved {path}; loss per step: {losses}", err=True)
-
-
-@train_app.command("sft")
-@friendly
-def train_sft_cmd(
-    data: Annotated[Path, typer.Option(help="JSONL of {messages} or {prompt, completion} rows (e.g. rft.jsonl)"), IN],
-    out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model"), OUT_DIR],
-    model: ModelOpt = "embedded",
-    lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_refiner section gives the defaults"), IN] = None,
-    set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. learning_rate=1e-5")] = None,
-    seed: Annotated[int, typer.Option(help="training seed (data order, initialisation of LoRA weights)")] = 0,
-):
-    """Supervised fine-tuning on the completion only (initial actor/refiner, refiner RFT). lr 1e-6 by default."""
-    _train("sft", model, data, out, lora, config, set, seed)
-
-
-@train_app.command("dpo")
-@friendly
-def train_dpo_cmd(
-    data: Annotated[Path, typer.Option(help="JSONL of {prompt, chosen, rejected} rows (e.g. dpo.jsonl)"), IN],
-    out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model"), OUT_DIR],
-    model: ModelOpt = "embedded",
-    lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_actor section gives the defaults"), IN] = None,
-    set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. beta=0.1")] = None,
-    seed: Annotated[int, typer.Option(help="training seed (data order, initialisation of LoRA weights)")] = 0,
-):
-    """DPO with the paper's defaults: beta 0.1, SFT term on chosen with weight 0.1, lr 2e-7, 1 epoch, warmup 0.1."""
-    _train("dpo", model, data, out, lora, config, set, seed)
-
-
 def _iterate(config: Optional[Path], run_dir: Optional[Path], overrides: dict, until: Optional[str]):
     from spar.cli_common import remote_given
     from spar.config import load_config
     from spar.pipeline import Run
 
     cfg = load_config(config, {**overrides, **{f"remote.{k}": v for k, v in remote_given().items()}})
+    from spar.config import check_recipe
+
     check_recipe(cfg, config)
     run = Run(cfg, run_dir or Path("runs") / cfg.name, until=until)
     return run, run.run()
-
-
-def check_recipe(cfg, config: Optional[Path]) -> None:
-    """What a recipe names, checked before its run starts: the files it reads (a missing one is bad
-    input now, not a failed stage an hour in) and its model strings, without loading a model."""
-    from spar.io import check_input
-    from spar.llm import BackendOptions, BackendError, check_model
-
-    where = f"{config}: " if config else ""
-    files = {"prompts.path": cfg.prompts.path if cfg.prompts.source == "file" else None,
-             "eval.ifeval_data": cfg.eval.ifeval_data, "eval.llmbar_data": cfg.eval.llmbar_data,
-             "eval.followbench_data": cfg.eval.followbench_data, "launcher.config_file": cfg.launcher.config_file}
-    for key, value in files.items():
-        if value:
-            try:
-                check_input(value)
-            except DataError as e:
-                raise DataError(f"{where}{key}: {e}") from None
-    models = {"model": cfg.model, "refiner": cfg.refiner,
-              "bootstrap.teacher": cfg.bootstrap.teacher if cfg.bootstrap.refiner == "teacher" else None,
-              "autoif.teacher": cfg.autoif.teacher if cfg.method == "autoif" else None}
-    for key, value in models.items():
-        if value:
-            try:
-                check_model(value, BackendOptions(dtype=cfg.dtype))
-            except BackendError as e:
-                raise DataError(f"{where}{key}: {e}") from None
 
 
 @app.command()

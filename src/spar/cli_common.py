@@ -166,3 +166,24 @@ def _backend(model: str, batch_size: int = 8, device: Optional[str] = None, dtyp
 
     atexit.register(backend.close)  # an engine with processes of its own (vLLM): stopped before the interpreter goes
     return backend
+
+
+def _overrides(values: Optional[list[str]]) -> dict:
+    import yaml
+
+    out = {}
+    for item in values or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise DataError(f"--set takes KEY=VALUE (e.g. search.budget=6), got {item!r}")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise DataError(f"--set {key}: {raw!r} is not a YAML value ({getattr(e, 'problem', e)})") from None
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        out[key] = value
+    return out

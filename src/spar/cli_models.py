@@ -59,3 +59,14 @@ def models_prepare(
     already = is_converted(name)
     path = packaged_model_path(name)
     typer.echo(f"{name}: {'already converted' if already else 'converted'} in {path}", err=True)
+
+
+@friendly
+def env():
+    """Versions, machine, default device/dtype/engine, model cache and sandbox layers, as JSON (paste it
+    into a bug report)."""
+    import json
+
+    from spar.machine import env_report
+
+    typer.echo(json.dumps(env_report(), indent=1))

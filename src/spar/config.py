@@ -161,3 +161,30 @@ def _line_of(path: Path, key: str) -> int | None:
 
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def check_recipe(cfg: RunConfig, config: Path | None) -> None:
+    """What a recipe names, checked before its run starts: the files it reads (a missing one is bad
+    input now, not a failed stage an hour in) and its model strings, without loading a model."""
+    from spar.io import DataError, check_input
+    from spar.llm import BackendOptions, BackendError, check_model
+
+    where = f"{config}: " if config else ""
+    files = {"prompts.path": cfg.prompts.path if cfg.prompts.source == "file" else None,
+             "eval.ifeval_data": cfg.eval.ifeval_data, "eval.llmbar_data": cfg.eval.llmbar_data,
+             "eval.followbench_data": cfg.eval.followbench_data, "launcher.config_file": cfg.launcher.config_file}
+    for key, value in files.items():
+        if value:
+            try:
+                check_input(value)
+            except DataError as e:
+                raise DataError(f"{where}{key}: {e}") from None
+    models = {"model": cfg.model, "refiner": cfg.refiner,
+              "bootstrap.teacher": cfg.bootstrap.teacher if cfg.bootstrap.refiner == "teacher" else None,
+              "autoif.teacher": cfg.autoif.teacher if cfg.method == "autoif" else None}
+    for key, value in models.items():
+        if value:
+            try:
+                check_model(value, BackendOptions(dtype=cfg.dtype))
+            except BackendError as e:
+                raise DataError(f"{where}{key}: {e}") from None

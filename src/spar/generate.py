@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from spar.io import Appender, resume
@@ -11,22 +11,17 @@ from spar.progress import token_bar
 from spar.types import Completion, Prompt
 
 
-def generate_file(backend: Backend | Callable[[], Backend], prompts: Sequence[Prompt], output: str | Path, sampling: Sampling,
+def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Path, sampling: Sampling,
                   chunk: int = 8, show: bool = True) -> list[Completion]:
     """Generate for every prompt whose id is not yet in ``output``; returns all rows, in input order.
 
-    ``backend`` may be a function that builds it, called after the output has been read (so that a
-    bad output is refused before a model loads). Rows are appended one chunk at a time, so a killed run keeps every finished chunk and a rerun
-    generates only the rest.
+    The output is read before the backend is first used, so a lazily built backend
+    (spar.cli_common.LazyBackend) loads only once the output is known good. Rows are appended one
+    chunk at a time, so a killed run keeps every finished chunk and a rerun generates only the rest.
     """
     done_rows, done = resume(output, Completion)
     todo = [p for p in prompts if p.id not in done]
-    if not hasattr(backend, "generate"):  # a factory: the model loads only once the output is known good
-        if not todo:
-            by_id = {r.id: r for r in done_rows}
-            return [by_id[p.id] for p in prompts if p.id in by_id]
-        backend = backend()
-    if hasattr(backend, "check"):  # a request the backend would refuse stops the stage before it starts
+    if todo and hasattr(backend, "check"):  # a request the backend would refuse stops the stage before it starts
         backend.check([p.messages for p in todo], sampling)
     with Appender(output) as out, token_bar("generate", len(prompts), len(prompts) - len(todo), show) as (tick, advance):
         for start in range(0, len(todo), chunk):
