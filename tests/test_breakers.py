@@ -85,3 +85,32 @@ def test_a_break_keeps_the_other_constraints_or_is_refused():
                      random.Random(0)) is None
     # the language constraint has no breaker
     assert break_one(STORY, Constraint(kind="language:response_language", kwargs={"language": "de"}), [], random.Random(0)) is None
+
+
+@pytest.mark.parametrize("kind,kw", [
+    ("detectable_format:number_highlighted_sections", {"num_highlights": 1}),
+    ("detectable_format:number_highlighted_sections", {"num_highlights": 3}),
+    ("detectable_format:title", {}),
+    ("detectable_content:postscript", {"postscript_marker": "P.S."}),
+    ("detectable_content:postscript", {"postscript_marker": "P.P.S"}),
+])
+def test_a_fixer_makes_the_answer_meet_its_constraint_from_the_answers_own_words_and_its_breaker_undoes_it(kind, kw):
+    from spar.constraints.breakers import FIXERS
+
+    assert not follows(kind, kw, STORY, prompt=TASK)
+    fixed = FIXERS[kind](STORY, kw)
+    assert follows(kind, kw, fixed, prompt=TASK)
+    assert set(fixed.replace("*", "").replace("<<", " ").replace(">>", " ").split()) - set(STORY.split()) <= {
+        kw.get("postscript_marker"), "The", "Old", "Lighthouse", "Keeper"}  # nothing invented
+    c = Constraint(kind=kind, kwargs=kw, text=SPECS[kind].render(kw))
+    broken = break_one(fixed, c, [], random.Random(0), prompt=TASK)
+    assert broken is not None and not follows(kind, kw, broken, prompt=TASK)
+
+
+def test_a_fixer_that_cannot_apply_leaves_the_answer_as_it_is():
+    from spar.constraints.breakers import FIXERS
+
+    short = "Tea. Yes."
+    assert FIXERS["detectable_content:postscript"](short, {"postscript_marker": "P.S."}) == short
+    assert FIXERS["detectable_format:title"]("<<Tea>> is good", {}) == "<<Tea>> is good"
+    assert FIXERS["detectable_format:number_highlighted_sections"]("Some *bold* words here.", {"num_highlights": 1}) == "Some *bold* words here."

@@ -60,7 +60,8 @@ def test_every_sampled_constraint_has_a_working_checker():
     for kind, spec in SPECS.items():
         for _ in range(40):  # every argument value the sampler can draw
             kw = spec.sample(rng, "Write a poem.")
-            check(kind, kw, "some response text", prompt="Write a poem.")  # builds without error
+            v = check(kind, kw, "some response text", prompt="Write a poem.")  # builds without error
+            assert isinstance(v.strict, bool) and isinstance(v.loose, bool) and (v.loose or not v.strict), (kind, kw, v)
 
 
 def test_no_ifeval_contamination():

@@ -60,9 +60,20 @@ def test_sft_lora_changes_the_adapter_and_loads(base, tmp_path):
     adapter = _weights(path)
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and any(v.abs().sum() > 0 for v in lora_b)  # B starts at zero; training moved it
-    from peft import AutoPeftModelForCausalLM
+    # the folder names its base by the packaged name, not this machine's cache path, so it travels
+    assert json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"] == "embedded"
+    from spar.llm import Sampling, adapters, context_length, load_backend
 
-    assert AutoPeftModelForCausalLM.from_pretrained(path) is not None
+    assert context_length(str(path)) == context_length("embedded")
+    merged = adapters.load_merged(path)
+    plain = _weights(base)
+    got = merged.state_dict()
+    assert any(not torch.equal(got[k], plain[k]) for k in plain if k in got and "proj" in k)
+    out = load_backend(str(path)).generate([PROMPT], Sampling(max_new_tokens=4))
+    assert isinstance(out[0][0], str)
+    # and it trains on as a model: the merged weights are the starting point
+    path2, _ = train_sft(str(path), rows, tmp_path / "again", s.but(lora=False, learning_rate=1e-5))
+    assert _changed(_weights(path2), {k: v for k, v in got.items()})
 
 
 def test_sft_full_on_search_built_rft_rows(base, tmp_path):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from spar.config import RunConfig, dump_config
-from spar.io import DataError, read_json, read_manifest, write_text
+from spar.io import DataError, read_manifest, write_text
 from spar.llm import Backend, BackendOptions, Metered, load_backend
 from spar.llm.embedded import PACKAGED
 from spar.methods.base import Context, Method, Stage  # noqa: F401  (re-exported for methods)

@@ -32,9 +32,6 @@ class Message(BaseModel):
     content: str
 
 
-Chat = list[Message]
-
-
 class Constraint(BaseModel):
     """One constraint of a prompt. ``kind`` is a checker id (IFEval's, e.g.
     ``length_constraints:number_words``) or ``free`` when only an LLM can judge it."""

@@ -24,7 +24,6 @@ from spar.types import Constraint
 
 Breaker = Callable[[str, dict[str, Any], random.Random], "str | None"]
 
-_WORD = re.compile(r"\b[A-Za-z][a-z]{2,}\b")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 # words a rare letter may be put in with (letter_frequency "less than")
 _WITH_LETTER = {"q": ["quiet", "quick", "quite"], "z": ["lazy", "zone", "crazy"], "x": ["next", "extra", "exact"],
@@ -287,7 +286,7 @@ def _fix_highlights(text: str, kw: dict[str, Any]) -> str:
     """Wrap the first word of the first n sentences (spread over the answer) in single asterisks."""
     if "*" in text:
         return text
-    starts = [m for m in re.finditer(r"(?:^|(?<=[.!?]\s)|(?<=\n))([A-Za-z][A-Za-z'-]{2,})\b", text)]
+    starts = [m for m in re.finditer(r"(?:^|(?<=[.!?]\s)|(?<=\n))([A-Za-z][A-Za-z'-]+)\b", text)]
     n = kw["num_highlights"]
     if len(starts) < n:
         return text

@@ -44,9 +44,6 @@ PACKAGED = {
         header_name="Qwen2.5 Coder 0.5B Instruct AWQ",
     ),
 }
-# kept for the callers that name the default model's file
-GGUF_NAME = PACKAGED["embedded"].parts[0][1]
-CACHE_NAME = PACKAGED["embedded"].cache
 
 
 def spar_home() -> Path:

@@ -280,7 +280,6 @@ def _pairs(ctx: Context) -> None:
     ctx.spend["pairs"] = len(pairs)
 
 
-TEACHER = ("autoif.teacher",)
 METHOD = Method(
     name="autoif",
     roles=("actor",),
