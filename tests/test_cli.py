@@ -140,3 +140,25 @@ def test_os_refusals_and_bad_bytes_are_one_line_errors(tmp_path):
     for args, part in cases:
         res = runner.invoke(app, args)
         assert res.exit_code == 2 and part in res.output and "Traceback" not in res.output, (args, res.output)
+
+
+def test_the_demo_prints_its_pairs_as_edits_or_says_there_are_none(tmp_path):
+    from rich.console import Console
+
+    from spar.cli import _print_pairs
+
+    path = tmp_path / "dpo.jsonl"
+    row = {"schema_version": 1, "prompt": [{"role": "user", "content": "Describe tea. No commas."}],
+           "chosen": [{"role": "assistant", "content": "Tea is warm and green."}],
+           "rejected": [{"role": "assistant", "content": "Tea is warm, and green."}],
+           "origin": {"tree": "p#0", "similarity": 0.95, "depth": 1}}
+    path.write_text(json.dumps(row) + "\n")
+    console = Console(record=True, width=120)
+    _print_pairs(console, path)
+    out = console.export_text()
+    assert "1 pair(s)" in out and "Describe tea. No commas." in out and "similarity 0.95" in out
+    assert "warm," in out and "warm " in out  # both sides of the edit are shown
+    console = Console(record=True, width=120)
+    _print_pairs(console, tmp_path / "missing.jsonl")
+    out = console.export_text()
+    assert "0 pair(s)" in out and "none this time" in out

@@ -72,6 +72,10 @@ def test_pipeline_files_are_well_formed(tmp_path):
     assert stats["pairs"] == len(pairs) and set(stats["guard_rejected"]) == {"similarity", "machinery", "length"}
     report = (tmp_path / "report.html").read_text()
     assert "Pair quality" in report and "Drawn at random" in report
+    # each example pair shows the judge's rationale on the failed answer and its tree, the accepted node marked
+    assert report.count("judge's rationale and the tree") == min(3, len(pairs))
+    assert "Checking each requirement" in report or "Final judgement" in report
+    assert "accepted" in report and "<b>&nbsp;&nbsp;&nbsp;&nbsp;node" in report
 
 
 def _rows(run_dir: Path) -> dict[str, list[str]]:

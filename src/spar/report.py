@@ -46,6 +46,42 @@ def sample_pairs(rows: list[dict], k: int, seed: int) -> list[dict]:
     return [rows[i] for i in idx]
 
 
+def _trees(path: Path, ids: set) -> dict[str, dict]:
+    """The trees of ``path`` whose id is in ``ids`` (raw rows; a run's own file)."""
+    out: dict[str, dict] = {}
+    if not path.exists():
+        return out
+    with path.open() as f:
+        for line in f:
+            if line.strip():
+                row = json.loads(line)
+                if row.get("id") in ids:
+                    out[row["id"]] = row
+    return out
+
+
+def tree_html(tree: dict) -> str:
+    """The judge's rationale on the root (the failed answer) and the tree, one line per node, the
+    path to the accepted refinement in bold."""
+    nodes = {n["id"]: n for n in tree.get("nodes", [])}
+    path, at = set(), tree.get("solution")
+    while at is not None and at in nodes and at not in path:
+        path.add(at)
+        at = nodes[at]["parent"]
+    root = nodes.get(tree.get("root", 0), {})
+    rationale = (root.get("judgment") or {}).get("rationale") or "(no rationale)"
+    lines = []
+    for n in sorted(nodes.values(), key=lambda n: (n["depth"], n["id"])):
+        j = n.get("judgment") or {}
+        verdict = "accepted" if n["id"] == tree.get("solution") else ("follows" if j.get("follows") else "fails")
+        extra = "; guard: " + ", ".join(n["guard"]) if n.get("guard") else ""
+        sim = f", {n['similarity']:.2f} alike its parent" if n.get("similarity") is not None else ""
+        text = ("&nbsp;" * 4 * n["depth"]) + html.escape(f"node {n['id']} (depth {n['depth']}): {verdict}{sim}{extra}")
+        lines.append(f"<b>{text}</b>" if n["id"] in path else text)
+    return (f"<details><summary>judge's rationale and the tree ({len(nodes)} nodes, {tree.get('strategy')})</summary>"
+            f"<pre>{html.escape(rationale)}</pre><div><small>{'<br>'.join(lines)}</small></div></details>")
+
+
 def diff_html(rejected: str, chosen: str) -> tuple[str, str]:
     a, b = rejected.split(" "), chosen.split(" ")
     left, right = [], []
@@ -60,6 +96,26 @@ def diff_html(rejected: str, chosen: str) -> tuple[str, str]:
             if tb:
                 right.append(f"<ins>{tb}</ins>")
     return " ".join(left), " ".join(right)
+
+
+def diff_rich(rejected: str, chosen: str):
+    """One rich Text of the edit from rejected to chosen: removed words struck through in red, added
+    words in green, the rest as it is (what `spar demo` prints)."""
+    from rich.text import Text
+
+    a, b = rejected.split(" "), chosen.split(" ")
+    out = Text()
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+        if op == "equal":
+            out.append(" ".join(a[i1:i2]) + " ")
+            continue
+        if i2 > i1:
+            out.append(" ".join(a[i1:i2]), style="red strike")
+            out.append(" ")
+        if j2 > j1:
+            out.append(" ".join(b[j1:j2]), style="bold green")
+            out.append(" ")
+    return out
 
 
 def _plot(sc: dict[str, dict[int, dict]]) -> str:
@@ -173,18 +229,25 @@ def write_report(run: str | Path) -> Path:
             parts.append(f"<tr><td>{t}</td><td><code>{html.escape(json.dumps(st))}</code></td></tr>")
         parts.append("</table>")
     parts.append(spend_table(run))
-    parts.append("<h2>Example pairs</h2><p>Drawn at random (seeded), not the first ones.</p>")
+    parts.append("<h2>Example pairs</h2><p>Drawn at random (seeded), not the first ones: the failed answer and its "
+                 "accepted refinement (the difference marked), the judge's rationale on the failed answer, and the "
+                 "search tree that found the refinement.</p>")
     shown = 0
     for t, d in _iters(run):
         if not (d / "dpo.jsonl").exists():
             continue
         rows = [json.loads(line) for line in (d / "dpo.jsonl").read_text().splitlines() if line.strip()]
-        for row in sample_pairs(rows, EXAMPLES, seed=t):
+        picked = sample_pairs(rows, EXAMPLES, seed=t)
+        trees = _trees(d / "trees.jsonl", {r.get("origin", {}).get("tree") for r in picked})
+        for row in picked:
             left, right = diff_html(row["rejected"][0]["content"], row["chosen"][0]["content"])
             o = row.get("origin", {})
             quality = ", ".join(f"{k} {o[k]}" for k in ("similarity", "length_ratio", "machinery", "depth") if k in o)
             parts.append(f"<p><b>iteration {t}</b>: {html.escape(row['prompt'][-1]['content'])}<br><small>{html.escape(quality)}</small></p>"
                          f"<div class='pair'><div><b>rejected</b><br>{left}</div><div><b>chosen</b><br>{right}</div></div>")
+            tree = trees.get(o.get("tree"))
+            if tree is not None:
+                parts.append(tree_html(tree))
             shown += 1
     if not shown:
         parts.append("<p>No pairs yet.</p>")
