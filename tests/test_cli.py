@@ -162,3 +162,26 @@ def test_the_demo_prints_its_pairs_as_edits_or_says_there_are_none(tmp_path):
     _print_pairs(console, tmp_path / "missing.jsonl")
     out = console.export_text()
     assert "0 pair(s)" in out and "none this time" in out
+
+
+def test_shipped_recipes_and_accelerate_configs_are_found_by_name_outside_a_checkout(tmp_path, monkeypatch):
+    from spar.config import load_config, shipped
+    from spar.stages import launch_command
+    from spar.settings import TrainSettings
+
+    monkeypatch.chdir(tmp_path)  # no recipes/ folder here
+    for name in ("llama3-8b/spar", "llama3-8b/spar.yaml", "recipes/llama3-8b/spar.yaml"):
+        assert shipped(name).is_file() and shipped(name).name == "spar.yaml"
+    cfg = load_config("llama3-8b/spar")
+    assert cfg.launcher.config_file == "recipes/accelerate/zero3.yaml"
+    cmd = launch_command("dpo", "w", Path("d"), Path("o"), TrainSettings(), 0, cfg.launcher)
+    assert Path(cmd[cmd.index("--config_file") + 1]).is_file()
+    (tmp_path / "llama3-8b").mkdir()
+    (tmp_path / "llama3-8b" / "spar").write_text("name: mine\n")
+    assert shipped("llama3-8b/spar") == Path("llama3-8b/spar")  # a file here wins
+    res = CliRunner().invoke(app, ["iterate", "--config", "nope/recipe", "--run-dir", str(tmp_path / "r")])
+    assert res.exit_code == 2 and "nope/recipe" in res.output
+    res = CliRunner().invoke(app, ["iterate", "--config", "smollm2-135m/demo", "--run-dir", str(tmp_path / "r"),
+                                   "--until", "prompts"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "r" / "prompts.jsonl").is_file()

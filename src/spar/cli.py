@@ -17,7 +17,7 @@ from spar.cli_models import env, models_app
 from spar.cli_train import train_app
 from spar.cli_tree import tree_app
 from spar.cli_sandbox import sandbox_app
-from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, _overrides, friendly, IN, OUT, RUN_DIR  # noqa: F401 (_overrides: tests)
+from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, _overrides, _shipped, friendly, IN, OUT, RUN_DIR  # noqa: F401 (_overrides: tests)
 from spar.io import DataError
 from spar.settings import JudgeSettings, RemoteSettings, SearchSettings
 
@@ -310,7 +310,7 @@ def _iterate(config: Optional[Path], run_dir: Optional[Path], overrides: dict, u
 @app.command()
 @friendly
 def iterate(
-    config: Annotated[Optional[Path], typer.Option(help="recipe YAML, e.g. recipes/smollm2-135m/demo.yaml"), IN] = None,
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML, or a shipped recipe by name (smollm2-135m/demo, llama3-8b/spar)", callback=_shipped), IN] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>); rerun to resume"), RUN_DIR] = None,
     iterations: Annotated[Optional[int], typer.Option(help="self-play iterations (overrides the recipe)")] = None,
     method: Annotated[Optional[str], typer.Option(help="spar | self_rewarding | meta_rewarding | self (overrides the recipe's method:)")] = None,

@@ -35,6 +35,13 @@ class PathRole:
 IN, OUT, OUT_DIR, RUN_DIR = PathRole("in"), PathRole("out"), PathRole("out_dir"), PathRole("run_dir")
 
 
+def _shipped(value):
+    """Typer callback of a --config option: a shipped recipe's name becomes its file (spar.config.shipped)."""
+    from spar.config import shipped
+
+    return shipped(value)
+
+
 @functools.cache
 def _path_roles(fn) -> dict[str, PathRole]:
     hints = get_type_hints(fn, include_extras=True)

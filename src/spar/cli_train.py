@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from spar.cli_common import ModelOpt, _overrides, friendly, IN, OUT_DIR
+from spar.cli_common import ModelOpt, _overrides, _shipped, friendly, IN, OUT_DIR
 
 train_app = typer.Typer(help="Train a model with TRL: sft (completion-only) or dpo (+ SFT term on chosen).", no_args_is_help=True)
 
@@ -42,7 +42,7 @@ def train_sft_cmd(
     out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model"), OUT_DIR],
     model: ModelOpt = "embedded",
     lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_refiner section gives the defaults"), IN] = None,
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML (or a shipped recipe by name): its train_refiner section gives the defaults", callback=_shipped), IN] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. learning_rate=1e-5")] = None,
     seed: Annotated[int, typer.Option(help="training seed (data order, initialisation of LoRA weights)")] = 0,
 ):
@@ -57,7 +57,7 @@ def train_dpo_cmd(
     out: Annotated[Path, typer.Option(help="output folder; the model goes to OUT/model"), OUT_DIR],
     model: ModelOpt = "embedded",
     lora: Annotated[bool, typer.Option("--lora", help="train a LoRA adapter instead of all weights")] = False,
-    config: Annotated[Optional[Path], typer.Option(help="recipe YAML: its train_actor section gives the defaults"), IN] = None,
+    config: Annotated[Optional[Path], typer.Option(help="recipe YAML (or a shipped recipe by name): its train_actor section gives the defaults", callback=_shipped), IN] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="a training setting, KEY=VALUE (repeatable), e.g. beta=0.1")] = None,
     seed: Annotated[int, typer.Option(help="training seed (data order, initialisation of LoRA weights)")] = 0,
 ):

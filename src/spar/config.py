@@ -82,6 +82,26 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def shipped(path: str | Path | None) -> Path | None:
+    """A recipe or accelerate config by the name it has in the package, for users outside a checkout:
+    ``llama3-8b/spar``, ``smollm2-135m/demo.yaml``, ``recipes/accelerate/zero3.yaml`` and ``accelerate/zero3``
+    all name shipped files. A path that exists here wins; anything else comes back unchanged (its
+    check then says it is missing)."""
+    if path is None:
+        return None
+    path = Path(path)
+    if path.exists() or path.is_absolute():
+        return path
+    from importlib.resources import files
+
+    root = Path(str(files("spar") / "recipes"))
+    rel = Path(*path.parts[1:]) if path.parts and path.parts[0] == "recipes" else path
+    for candidate in (root / rel, root / rel.with_name(rel.name + ".yaml")):
+        if candidate.is_file():
+            return candidate
+    return path
+
+
 def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a YAML recipe (or defaults), apply dotted overrides (``{"search.budget": 6}``), validate."""
     from spar.io import DataError
@@ -90,7 +110,7 @@ def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None
     if path is not None:
         from spar.io import check_input
 
-        path = Path(path)
+        path = shipped(path)
         if not path.exists():
             raise DataError(f"{path}: no such recipe")
         if path.is_dir():
@@ -172,7 +192,7 @@ def check_recipe(cfg: RunConfig, config: Path | None) -> None:
     where = f"{config}: " if config else ""
     files = {"prompts.path": cfg.prompts.path if cfg.prompts.source == "file" else None,
              "eval.ifeval_data": cfg.eval.ifeval_data, "eval.llmbar_data": cfg.eval.llmbar_data,
-             "eval.followbench_data": cfg.eval.followbench_data, "launcher.config_file": cfg.launcher.config_file}
+             "eval.followbench_data": cfg.eval.followbench_data, "launcher.config_file": shipped(cfg.launcher.config_file)}
     for key, value in files.items():
         if value:
             try:

@@ -186,7 +186,9 @@ def launch_command(kind: str, weights: str, data: Path, out: Path, s: TrainSetti
 
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launcher.num_processes)]
     if launcher.config_file:
-        cmd += ["--config_file", launcher.config_file]
+        from spar.config import shipped
+
+        cmd += ["--config_file", str(shipped(launcher.config_file))]
     elif not torch.cuda.is_available():
         cmd.append("--cpu")  # DDP over gloo
     cmd += [*launcher.args, "-m", "spar", "train", kind, "--data", str(data), "--out", str(out), "--model", weights,
