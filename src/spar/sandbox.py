@@ -116,7 +116,7 @@ def _script(cmd: list[str], limits: Limits) -> str:
     return "\n".join(lines)
 
 
-INNER = ["--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
+INNER = ["--net", "--pid", "--ipc", "--fork", "--kill-child", "--mount", "--mount-proc"]
 
 
 class _Launch:
@@ -165,22 +165,63 @@ def check(limits: Limits = Limits()) -> dict[str, Any]:
     return out
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def parse_answer(line: bytes, expected_id: int, limits: Limits) -> Outcome:
+    """A worker's answer line, read as untrusted: strict JSON (no NaN or Infinity), an object with the
+    call's own id, ``ok`` a bool, a value or an error, finite seconds. Anything else raises
+    ValueError (the caller replaces the worker)."""
+    if len(line) > limits.output_bytes + 4096 or not line.endswith(b"\n"):
+        raise ValueError(f"an answer line over {limits.output_bytes + 4096} bytes")
+    data = json.loads(line.decode("utf-8"), parse_constant=_no_constant)
+    if not isinstance(data, dict) or set(data) - {"id", "ok", "value", "error", "seconds"}:
+        raise ValueError("not an answer object")
+    if data.get("id") != expected_id or type(data.get("id")) is not int:
+        raise ValueError(f"the answer is for call {data.get('id')!r}, not {expected_id}")
+    if not isinstance(data.get("ok"), bool):
+        raise ValueError("ok is not a bool")
+    seconds = data.get("seconds")
+    if seconds is not None and (type(seconds) not in (int, float) or not 0 <= seconds <= limits.wall_seconds + 60):
+        raise ValueError(f"seconds {seconds!r} out of range")
+    if data["ok"]:
+        if "value" not in data or "error" in data:
+            raise ValueError("a success without a value")
+        return Outcome(True, data["value"], None, seconds)
+    if not isinstance(data.get("error"), str) or "value" in data:
+        raise ValueError("a failure without an error")
+    return Outcome(False, None, data["error"][:500], seconds)
+
+
 class _Worker:
     def __init__(self, limits: Limits, isolated: bool):
+        self.limits = limits
         args = [sys.executable, "-I", str(WORKER), json.dumps({**asdict(limits), "pid_namespace": isolated})]
         self.proc = _Launch(args, limits, isolated).popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                          stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                                                          stderr=subprocess.DEVNULL)
         self.answers: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.answers.put(line)
-        self.answers.put(None)  # the worker is gone
+        """Lines of at most the answer cap; a longer one ends the reading (the worker is replaced)."""
+        cap = self.limits.output_bytes + 4096
+        reader = self.proc.stdout
+        try:
+            while True:
+                line = reader.readline(cap + 1)
+                if not line:
+                    break
+                self.answers.put(line)
+                if not line.endswith(b"\n"):  # over the cap (or cut off): nothing after it can be trusted
+                    break
+        except (OSError, ValueError):
+            pass
+        self.answers.put(None)  # the worker is gone (or no longer listened to)
 
     def call(self, payload: dict, timeout: float) -> Outcome:
         try:
-            self.proc.stdin.write(json.dumps(payload) + "\n")
+            self.proc.stdin.write((json.dumps(payload) + "\n").encode())
             self.proc.stdin.flush()
             line = self.answers.get(timeout=timeout)
         except (BrokenPipeError, OSError):
@@ -191,8 +232,12 @@ class _Worker:
         if line is None:
             self.kill()
             return Outcome(False, error=f"the sandbox worker died ({self.proc.poll()}); it was replaced")
-        data = json.loads(line)
-        return Outcome(data["ok"], data.get("value"), data.get("error"), data.get("seconds"))
+        try:
+            return parse_answer(line, payload["id"], self.limits)
+        except (ValueError, UnicodeDecodeError) as e:
+            self.kill()
+            return Outcome(False, error=f"the sandbox worker's answer broke spar's protocol ({str(e)[:120]}); "
+                                        "the worker was killed and replaced")
 
     def kill(self) -> None:
         try:
@@ -237,8 +282,12 @@ class Pool:
                     except queue.Empty:
                         return
                     code, func, args = calls[i]
-                    results[i] = w.call({"id": i, "code": code, "func": func, "args": list(args)},
-                                        timeout=self.limits.wall_seconds + 10)
+                    try:
+                        results[i] = w.call({"id": i, "code": code, "func": func, "args": list(args)},
+                                            timeout=self.limits.wall_seconds + 10)
+                    except Exception as e:  # noqa: BLE001 - a worker's failure is the call's, never the pool's
+                        w.kill()
+                        results[i] = Outcome(False, error=f"the sandbox worker failed ({type(e).__name__}); it was replaced")
                     if not w.alive():
                         w = _Worker(self.limits, self.isolated)
             finally:

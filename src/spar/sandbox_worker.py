@@ -8,6 +8,11 @@ into a size-limited file, rlimits on CPU, memory, processes, open files and byte
 file descriptor but the pipe its one result goes back on. The worker reads at most ``output_bytes``
 of that pipe, parses it as JSON and nothing else, kills whatever the call left running, and
 removes its directory. Nothing the call does can reach the worker's own stdout.
+
+The worker makes itself non-dumpable, and each call drops every capability (the bounding set too)
+and sets no_new_privs before the model's code runs: inside the user namespace the call would
+otherwise hold all of them, and with them attach to the worker (ptrace, ``pidfd_getfd`` on its
+result pipe, ``/proc/1/mem``), unmount the private /proc or mount an uncapped tmpfs.
 """
 
 import json
@@ -19,6 +24,42 @@ import signal
 import sys
 import tempfile
 import time
+
+
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 4, 24, 38
+_CAP_VERSION_3 = 0x20080522
+
+
+def _libc():
+    import ctypes
+
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+def _not_dumpable():
+    """No process without CAP_SYS_PTRACE can attach to this one or read its memory and descriptors."""
+    ctypes, libc = _libc()
+    if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+def _drop_privileges():
+    """Every capability gone (effective, permitted, inheritable, bounding, ambient) and no way back."""
+    ctypes, libc = _libc()
+    for cap in range(64):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # past the kernel's last capability: EINVAL, nothing to drop
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    header, data = Header(_CAP_VERSION_3, 0), (Data * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset to no capabilities failed")
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
 def _limit(limits):
@@ -51,6 +92,7 @@ def _child(call, limits, workdir, result_w):
                 except OSError:
                     pass
         _limit(limits)
+        _drop_privileges()
         namespace = {"__name__": "verifier"}
         exec(compile(call["code"], "verifier.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
         fn = namespace.get(call["func"])
@@ -59,13 +101,13 @@ def _child(call, limits, workdir, result_w):
         else:
             value = fn(*call.get("args", []))
             try:
-                result = {"ok": True, "value": json.loads(json.dumps(value))}
+                result = {"ok": True, "value": json.loads(json.dumps(value, allow_nan=False))}
             except (TypeError, ValueError):
                 result = {"ok": False, "error": f"the result is not JSON data ({type(value).__name__})"}
     except BaseException as e:  # noqa: BLE001 - whatever the code raised is its failure
         result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
     try:
-        data = json.dumps(result).encode()
+        data = json.dumps(result, allow_nan=False).encode()
         os.write(result_w, data[: limits["output_bytes"] + 1])
     finally:
         os._exit(0)
@@ -101,6 +143,31 @@ def _reap():
             return
         if pid == 0:
             return
+
+
+SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")  # spar.sandbox.SCRATCH: private tmpfs here
+
+
+def _wipe_scratch(base):
+    """Empty the private scratch directories after a call (all but the worker's own base folder), so
+    nothing one call leaves there is seen by the next. Only inside the sandbox, where each of them is
+    a tmpfs of this worker's own (spar.sandbox mounts them), never on the host."""
+    for d in SCRATCH:
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(d, name)
+            if path == base:
+                continue
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    os.unlink(path)
+            except OSError:
+                pass
 
 
 def run_call(call, limits, base):
@@ -142,6 +209,8 @@ def run_call(call, limits, base):
         _clean_up()
     _reap()
     shutil.rmtree(workdir, ignore_errors=True)
+    if limits.get("pid_namespace"):
+        _wipe_scratch(base)
     seconds = round(time.monotonic() - start, 4)
     if error is None:
         try:
@@ -166,6 +235,7 @@ def run_call(call, limits, base):
 
 def main():
     limits = json.loads(sys.argv[1])
+    _not_dumpable()
     base = tempfile.mkdtemp(prefix="spar-sandbox-")
     os.chdir(base)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
