@@ -264,3 +264,12 @@ def test_a_worker_that_breaks_the_protocol_is_replaced_and_the_pool_goes_on(monk
         outs = pool.run([(code, "f", [1]), (code, "f", [2]), (code, "f", [3])])
     assert not outs[0].ok and "protocol" in outs[0].error and "replaced" in outs[0].error
     assert [o.value for o in outs[1:]] == [3, 4]
+
+
+def test_sandbox_check_tries_each_call_layer_for_real():
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine: `spar sandbox check` says why")
+    from spar.sandbox import PROBES, probe_calls
+
+    got = probe_calls(Limits(wall_seconds=2.0))
+    assert set(got) == set(PROBES) and all(got.values()), got

@@ -18,10 +18,15 @@ sandbox_app = typer.Typer(help="Run model-written code isolated: check the layer
 @sandbox_app.command("check")
 @friendly
 def sandbox_check():
-    """Which isolation layers work on this machine (each is tried for real); exit 0 either way."""
-    from spar.sandbox import check
+    """Which isolation layers work on this machine, each tried for real: the namespaces and mounts,
+    then, through a warm worker, what a model-written call is stopped from doing (true = stopped);
+    exit 0 either way."""
+    from spar.sandbox import check, probe_calls
 
-    typer.echo(json.dumps(check(), indent=1))
+    layers = check()
+    if layers.get("namespaces"):
+        layers["calls"] = probe_calls()
+    typer.echo(json.dumps(layers, indent=1))
 
 
 @sandbox_app.command("run")

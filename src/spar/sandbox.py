@@ -194,6 +194,36 @@ def parse_answer(line: bytes, expected_id: int, limits: Limits) -> Outcome:
     return Outcome(False, None, data["error"][:500], seconds)
 
 
+_LIBC = "import ctypes, os\n    libc = ctypes.CDLL(None, use_errno=True)\n"
+# layer -> a call that returns True only if the forbidden thing worked
+PROBES = {
+    "call_cannot_unmount_proc": "def probe():\n    " + _LIBC + "    return libc.umount2(b'/proc', 2) == 0\n",
+    "call_cannot_mount": "def probe():\n    " + _LIBC + "    return libc.mount(b'none', b'/tmp', b'tmpfs', 0, b'size=1m') == 0\n",
+    "call_cannot_reach_the_worker": ("def probe():\n    import os\n    try:\n        open(f'/proc/{os.getppid()}/mem', 'rb')\n"
+                                     "        return True\n    except OSError:\n        return False\n"),
+    "call_ipc_is_private": ("def probe():\n    " + _LIBC + "    libc.msgget(0x5A19, 0o1666)\n"
+                            "    return False\n"),  # judged from the host's table below
+    "scratch_emptied_between_calls": "def probe():\n    import os\n    open('/tmp/spar-probe-left', 'w').write('x')\n    return False\n",
+}
+
+
+def probe_calls(limits: Limits = Limits()) -> dict[str, bool]:
+    """Each layer a model-written call meets, tried for real through a warm one-worker pool: True
+    where the forbidden thing was stopped."""
+    out = {}
+    with Pool(workers=1, limits=limits) as pool:
+        for name, code in PROBES.items():
+            (got,) = pool.run([(code, "probe", [])])
+            out[name] = got.ok and got.value is False
+        msg = Path("/proc/sysvipc/msg")
+        if msg.exists():
+            keys = {line.split()[0] for line in msg.read_text().splitlines()[1:] if line.strip()}
+            out["call_ipc_is_private"] = out["call_ipc_is_private"] and str(0x5A19) not in keys
+        (left,) = pool.run([("def probe():\n    import os\n    return os.path.exists('/tmp/spar-probe-left')\n", "probe", [])])
+        out["scratch_emptied_between_calls"] = out["scratch_emptied_between_calls"] and left.ok and left.value is False
+    return out
+
+
 class _Worker:
     def __init__(self, limits: Limits, isolated: bool):
         self.limits = limits
