@@ -30,3 +30,12 @@ $S bootstrap refiner -i "$RUN/answers.jsonl" -o "$OUT/train.jsonl" --eval-out "$
 cp "$RUN/refiner/train_log.json" "$OUT/train-log.json"
 $S bootstrap eval --model "$RUN/refiner/model" -i "$PQ/bootstrap-heldout.jsonl" -o "$OUT/heldout-repairs.jsonl" \
   --batch-size 32 --min-similarity 0.5
+# The refiner in full.yaml's search (BFS, branch 3, select 2, depth 3, budget 15, checker judge) with
+# full.yaml's guard (0.7) on the pair-quality study's first 32 negatives, as the earlier refiners were
+# searched (their figures: results/README.md, "Pair quality").
+[ "${SEARCH:-1}" = 1 ] && $S search --model "$RUN/refiner/model" -i "$PQ/negatives-32.jsonl" -o "$OUT/trees-guard-32.jsonl" \
+  --strategy bfs --branch 3 --select 2 --depth 3 --budget 15 --votes 1 --mode verifier --max-new-tokens 192 \
+  --batch-size 32 --seed 1001 --guard --min-similarity 0.7
+[ "${SEARCH:-1}" = 1 ] && $S tree stats "$OUT/trees-guard-32.jsonl" --prompts "$PQ/negatives.jsonl" \
+  --judgments "$PQ/judgments.jsonl" --min-similarity 0.7 > "$OUT/stats-guard-32.json"
+true

@@ -26,7 +26,7 @@ def _repaired(report: Path) -> float:
 
 def test_rebuilding_the_shipped_refiner_gives_its_repair_rate(tmp_path):
     shipped = json.loads((shipped_path("embedded-refiner") / "RECIPE.json").read_text())
-    env = {**os.environ, "OUT": str(tmp_path / "out"), "RUN": str(tmp_path / "run")}
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "RUN": str(tmp_path / "run"), "SEARCH": "0"}
     subprocess.run(["bash", str(ROOT / "experiments" / "refiner_bootstrap.sh")], check=True, env=env, cwd=ROOT)
     got = _repaired(tmp_path / "out" / "heldout-repairs.json")
     assert abs(got - shipped["repaired_share"]) <= TOLERANCE, (got, shipped["repaired_share"])

@@ -313,7 +313,7 @@ def iterate(
     config: Annotated[Optional[Path], typer.Option(help="recipe YAML, or a shipped recipe by name (smollm2-135m/demo, llama3-8b/spar)", callback=_shipped), IN] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>); rerun to resume"), RUN_DIR] = None,
     iterations: Annotated[Optional[int], typer.Option(help="self-play iterations (overrides the recipe)")] = None,
-    method: Annotated[Optional[str], typer.Option(help="spar | self_rewarding | meta_rewarding | self (overrides the recipe's method:)")] = None,
+    method: Annotated[Optional[str], typer.Option(help="spar | self_rewarding | meta_rewarding | self | autoif | rlvr (overrides the recipe's method:)")] = None,
     until: Annotated[Optional[str], typer.Option(help="stop right after the first stage of this name (spar: prompts, eval, bootstrap, sample, judge, negatives, search, data, train_actor, train_refiner), or after iter_N:<stage>")] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe value, KEY=VALUE (repeatable), e.g. search.budget=6")] = None,
     executor: Annotated[Optional[str], typer.Option(help="local | ray: spread generation over Ray actors (executor.* in the recipe)")] = None,

@@ -12,7 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from spar.settings import (AutoIFSettings, BootstrapSettings, EngineSettings, EvalSettings, ExecutorSettings, LauncherSettings, JudgeSettings, NegativesSettings, PromptsSettings,
-                           RemoteSettings, RewardSettings, RFTSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
+                           RemoteSettings, RewardSettings, RFTSettings, RLVRSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
                            TrainSettings, sft_defaults)
 
 
@@ -26,7 +26,7 @@ class RunConfig(Settings):
     # inference dtype of transformers models; None: bf16 where the hardware computes in it natively
     # (CUDA; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. Training keeps fp32 on a CPU.
     dtype: Literal["fp32", "bf16", "fp16"] | None = None
-    method: Literal["spar", "self_rewarding", "meta_rewarding", "self", "autoif"] = "spar"  # spar.methods
+    method: Literal["spar", "self_rewarding", "meta_rewarding", "self", "autoif", "rlvr"] = "spar"  # spar.methods
     prompts: PromptsSettings = PromptsSettings()
     sample: SampleSettings = SampleSettings()
     judge: JudgeSettings = JudgeSettings()
@@ -38,6 +38,7 @@ class RunConfig(Settings):
     bootstrap: BootstrapSettings = BootstrapSettings()
     reward: RewardSettings = RewardSettings()
     self_refine: SelfSettings = SelfSettings()
+    rlvr: RLVRSettings = RLVRSettings()
     autoif: AutoIFSettings = AutoIFSettings()
     eval: EvalSettings = EvalSettings()
     engine: EngineSettings = EngineSettings()  # vLLM's engine settings (vllm:... models)

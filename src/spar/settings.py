@@ -275,6 +275,24 @@ class RewardSettings(Settings):
         return value
 
 
+class RLVRSettings(Settings):
+    """Verifiable-reward RL (``spar.methods.rlvr``): GRPO (TRL's GRPOTrainer) on the training prompts,
+    the reward the share of a prompt's constraints its checkers pass. Learning rate, epochs, steps,
+    dtype and LoRA come from ``train_actor``."""
+
+    num_generations: int = Field(4, ge=2)  # completions per prompt: the group whose rewards are compared
+    prompts_per_step: int = Field(2, ge=1)  # prompts per optimiser step (x num_generations completions)
+    max_completion_length: int = Field(128, ge=8)
+    temperature: float = Field(0.9, gt=0)
+    top_p: float = Field(0.9, gt=0, le=1)
+    beta: float = Field(0.04, ge=0)  # weight of the KL term to the starting model (TRL's estimator)
+    # the guard against reward hacking: an answer under min_words words, or one that carries prompt
+    # machinery (a judge's verdict line, the refine markers), is rewarded 0 whatever the checkers say
+    # (an empty reply meets "no commas" and "all lowercase")
+    min_words: int = Field(5, ge=0)
+    max_prompts: int | None = Field(None, ge=1)  # train on the first N training prompts (None: all)
+
+
 class SelfSettings(Settings):
     """SELF (``spar.methods.self_refine``): one self-feedback and one self-refinement per failed answer."""
 

@@ -326,3 +326,32 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
     path = _save(trainer, tok, out, s) if save else None
     shutil.rmtree(out / "trainer", ignore_errors=True)
     return path, _log_history(trainer, out, s, seed)
+
+
+def train_grpo(model: str, rows: list[dict], out: str | Path, reward, settings: TrainSettings, rl,
+               seed: int = 0) -> tuple[Path, list[dict]]:
+    """GRPO (TRL's GRPOTrainer) of ``model`` on conversational prompts ``rows`` (``{"prompt": [...],
+    ...}``; every other column is handed to ``reward``), ``rl`` a ``spar.settings.RLVRSettings``.
+    ``reward(prompts, completions, **columns) -> list[float]`` as TRL calls it. Batch: the group
+    of ``rl.num_generations`` completions of ``rl.prompts_per_step`` prompts per optimiser step."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    s = settings
+    out = Path(out)
+    if not rows:
+        raise ValueError("no prompts to train on")
+    _quiet()
+    data = Dataset.from_list(rows)
+    resume = _resume_point(out, model, rows, s.but(batch_size=rl.prompts_per_step * rl.num_generations), seed)
+    m, tok = _load(model, s)
+    common = _common_args(s.but(batch_size=rl.prompts_per_step * rl.num_generations, grad_accum=1), out, seed,
+                          len(rows) * rl.num_generations)
+    common.pop("max_length")
+    args = GRPOConfig(**common, num_generations=rl.num_generations, max_completion_length=rl.max_completion_length,
+                      temperature=rl.temperature, top_p=rl.top_p, beta=rl.beta, mask_truncated_completions=True,
+                      log_completions=False)
+    trainer = GRPOTrainer(model=m, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
+                          peft_config=_peft(s), callbacks=[_progress_callback("grpo")])
+    _fit(trainer, resume)
+    return _save(trainer, tok, out, s), _log_history(trainer, out, s, seed)

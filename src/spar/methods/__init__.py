@@ -9,11 +9,13 @@ compared with, on the same prompts, sampling, judge and trainers.
 - ``self``: sample -> self-feedback -> one self-refinement -> re-judge -> SFT on accepted refinements.
 - ``autoif``: instructions -> verifier functions + cases -> cross-validation (in the sandbox) ->
   back-translation -> queries -> responses -> execution feedback -> DPO pairs.
+- ``rlvr``: GRPO on the training prompts with the constraint checkers as reward (TRL), no judge and
+  no pairs: the on-policy baseline for verifiable instruction following.
 """
 
 from __future__ import annotations
 
-METHODS = ("spar", "self_rewarding", "meta_rewarding", "self", "autoif")
+METHODS = ("spar", "self_rewarding", "meta_rewarding", "self", "autoif", "rlvr")
 
 
 def get_method(name: str):
@@ -29,6 +31,8 @@ def get_method(name: str):
         from spar.methods.self_refine import METHOD
     elif name == "autoif":
         from spar.methods.autoif import METHOD
+    elif name == "rlvr":
+        from spar.methods.rlvr import METHOD
     else:
         raise DataError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
     return METHOD
