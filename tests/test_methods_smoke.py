@@ -74,7 +74,7 @@ def test_rlvr_trains_the_actor_with_grpo_on_checker_rewards(tmp_path, embedded):
     assert (tmp_path / "iter_1/actor/model/config.json").exists()
     assert (tmp_path / "iter_1/eval/heldout.json").exists()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["stages"]["iter_1:train_actor"]["spend"]["generated_tokens"] == stats["generated_tokens"]
+    assert manifest["stages"]["iter_1:train_actor"]["generated_tokens"] == stats["generated_tokens"]
 
 
 def test_the_rlvr_reward_is_the_share_of_constraints_met_and_zero_for_a_hack():

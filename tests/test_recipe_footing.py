@@ -13,7 +13,7 @@ RECIPES = Path(__file__).resolve().parents[1] / "src" / "spar" / "recipes"
 REFERENCE = {"llama3-8b": "spar.yaml", "smollm2-135m": "full.yaml"}
 # the run's identity and sections only SPaR or only one baseline reads
 OWN = {"name", "method", "refiner", "search", "negatives", "rft", "train_refiner", "bootstrap", "reward", "self_refine",
-       "autoif", "judge"}
+       "autoif", "rlvr", "judge"}
 ALLOWED = {
     ("llama3-8b", "spar-1gpu.yaml", "prompts"): "one GPU: 1,000 prompts instead of 8,000 so an iteration fits a day",
     ("llama3-8b", "spar-1gpu.yaml", "train_actor"): "one GPU: LoRA (r 16) at lr 5e-6, batch 16 (results/smollm2-135m/lora-merge)",

@@ -332,8 +332,9 @@ def train_grpo(model: str, rows: list[dict], out: str | Path, reward, settings: 
                seed: int = 0) -> tuple[Path, list[dict]]:
     """GRPO (TRL's GRPOTrainer) of ``model`` on conversational prompts ``rows`` (``{"prompt": [...],
     ...}``; every other column is handed to ``reward``), ``rl`` a ``spar.settings.RLVRSettings``.
-    ``reward(prompts, completions, **columns) -> list[float]`` as TRL calls it. Batch: the group
-    of ``rl.num_generations`` completions of ``rl.prompts_per_step`` prompts per optimiser step."""
+    ``reward(prompts, completions, **columns) -> list[float]`` as TRL calls it. Batch: the groups
+    of ``rl.num_generations`` completions of ``rl.prompts_per_step`` prompts per forward, times
+    ``settings.grad_accum`` per optimiser step."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -345,7 +346,7 @@ def train_grpo(model: str, rows: list[dict], out: str | Path, reward, settings: 
     data = Dataset.from_list(rows)
     resume = _resume_point(out, model, rows, s.but(batch_size=rl.prompts_per_step * rl.num_generations), seed)
     m, tok = _load(model, s)
-    common = _common_args(s.but(batch_size=rl.prompts_per_step * rl.num_generations, grad_accum=1), out, seed,
+    common = _common_args(s.but(batch_size=rl.prompts_per_step * rl.num_generations), out, seed,
                           len(rows) * rl.num_generations)
     common.pop("max_length")
     args = GRPOConfig(**common, num_generations=rl.num_generations, max_completion_length=rl.max_completion_length,
