@@ -86,12 +86,18 @@ def load_merged(folder: str | Path, dtype=None):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
+    import warnings
+
     base = base_weights(base_of(folder))
     try:
         model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-        model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+        with warnings.catch_warnings():  # PEFT asks transformers a deprecated question on load (FutureWarning): not the user's
+            warnings.simplefilter("ignore", FutureWarning)
+            model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     except (OSError, ValueError, RuntimeError) as e:
         raise BackendError(f"cannot load adapter {folder} on its base {base!r}: {e}") from None
+    for p in model.parameters():  # PEFT froze the base weights; the merged model is a model like any other
+        p.requires_grad_(True)
     return model.to(dtype or torch.float32)
 
 
