@@ -145,7 +145,7 @@ def test_os_refusals_and_bad_bytes_are_one_line_errors(tmp_path):
 def test_the_demo_prints_its_pairs_as_edits_or_says_there_are_none(tmp_path):
     from rich.console import Console
 
-    from spar.cli import _print_pairs
+    from spar.report import print_pairs as _print_pairs
 
     path = tmp_path / "dpo.jsonl"
     row = {"schema_version": 1, "prompt": [{"role": "user", "content": "Describe tea. No commas."}],

@@ -357,25 +357,11 @@ def demo(
             table.add_row(bench, str(per[0]["n_prompts"]), f"{per[0]['prompt_strict']:.2f}", f"{per[1]['prompt_strict']:.2f}")
     console = Console()
     console.print(table)
-    _print_pairs(console, run_dir / "iter_1" / "dpo.jsonl")
+    from spar.report import print_pairs
+
+    print_pairs(console, run_dir / "iter_1" / "dpo.jsonl")
     console.print(f"run directory: {run_dir}  ·  report: {run_dir / 'report.html'}  ·  pairs: {run_dir / 'iter_1' / 'dpo.jsonl'}")
 
-
-def _print_pairs(console, path: Path, k: int = 3) -> None:
-    """A few of the iteration's DPO pairs (drawn as the report draws them): the prompt, the edit from
-    the failed answer to its accepted refinement, how alike the two are."""
-    from spar.io import read_jsonl
-    from spar.report import diff_rich, sample_pairs
-    from spar.types import PreferencePair
-
-    rows = [r.model_dump() for r in read_jsonl(path, PreferencePair)] if path.exists() else []
-    console.print(f"\n[bold]{len(rows)} pair(s)[/bold] (failed answer -> accepted refinement)"
-                  + ("; none this time: no refinement passed both the judge and the guard" if not rows else ""))
-    for r in sample_pairs(rows, k, seed=1):
-        o = r.get("origin", {})
-        console.print(f"\n[bold]prompt[/bold]: {r['prompt'][-1]['content']}")
-        console.print(f"[dim]similarity {o.get('similarity')}, depth {o.get('depth')}, tree {o.get('tree')}[/dim]")
-        console.print(diff_rich(r["rejected"][0]["content"], r["chosen"][0]["content"]))
 
 
 @app.command()

@@ -118,6 +118,22 @@ def diff_rich(rejected: str, chosen: str):
     return out
 
 
+def print_pairs(console, path: Path, k: int = 3) -> None:
+    """A few of the iteration's DPO pairs (drawn as the report draws them): the prompt, the edit from
+    the failed answer to its accepted refinement, how alike the two are."""
+    from spar.io import read_jsonl
+    from spar.types import PreferencePair
+
+    rows = [r.model_dump() for r in read_jsonl(path, PreferencePair)] if path.exists() else []
+    console.print(f"\n[bold]{len(rows)} pair(s)[/bold] (failed answer -> accepted refinement)"
+                  + ("; none this time: no refinement passed both the judge and the guard" if not rows else ""))
+    for r in sample_pairs(rows, k, seed=1):
+        o = r.get("origin", {})
+        console.print(f"\n[bold]prompt[/bold]: {r['prompt'][-1]['content']}")
+        console.print(f"[dim]similarity {o.get('similarity')}, depth {o.get('depth')}, tree {o.get('tree')}[/dim]")
+        console.print(diff_rich(r["rejected"][0]["content"], r["chosen"][0]["content"]))
+
+
 def _plot(sc: dict[str, dict[int, dict]]) -> str:
     import matplotlib
 

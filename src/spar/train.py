@@ -344,10 +344,10 @@ def train_grpo(model: str, rows: list[dict], out: str | Path, reward, settings: 
         raise ValueError("no prompts to train on")
     _quiet()
     data = Dataset.from_list(rows)
-    resume = _resume_point(out, model, rows, s.but(batch_size=rl.prompts_per_step * rl.num_generations), seed)
+    s = s.but(batch_size=rl.prompts_per_step * rl.num_generations)  # completions per forward
+    resume = _resume_point(out, model, rows, s, seed)
     m, tok = _load(model, s)
-    common = _common_args(s.but(batch_size=rl.prompts_per_step * rl.num_generations), out, seed,
-                          len(rows) * rl.num_generations)
+    common = _common_args(s, out, seed, len(rows) * rl.num_generations)
     common.pop("max_length")
     args = GRPOConfig(**common, num_generations=rl.num_generations, max_completion_length=rl.max_completion_length,
                       temperature=rl.temperature, top_p=rl.top_p, beta=rl.beta, mask_truncated_completions=True,

@@ -38,11 +38,9 @@ def prompt_rows(prompts, max_prompts: int | None) -> list[dict]:
     """GRPO's dataset: the chat, and the columns the reward reads."""
     rows = []
     for p in prompts:
-        checkable = [c for c in p.constraints if c.kind]
-        if not checkable:
-            continue
-        rows.append({"prompt": [m.model_dump() for m in p.messages], "id": p.id, "instruction": p.text,
-                     "constraints": json.dumps([c.model_dump() for c in checkable])})
+        if p.constraints:
+            rows.append({"prompt": [m.model_dump() for m in p.messages], "id": p.id, "instruction": p.text,
+                         "constraints": json.dumps([c.model_dump() for c in p.constraints])})
     return rows[:max_prompts] if max_prompts else rows
 
 
