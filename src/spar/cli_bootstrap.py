@@ -22,6 +22,10 @@ def _check_format(fmt: str) -> None:
         raise DataError(f"--refine-format {fmt!r}: choose {' or '.join(REFINE_FORMATS)}")
 
 
+def _kinds(text: str | None) -> tuple[str, ...]:
+    return tuple(k.strip() for k in (text or "").split(",") if k.strip())
+
+
 @bootstrap_app.command("refiner")
 @friendly
 def bootstrap_refiner(
@@ -29,6 +33,8 @@ def bootstrap_refiner(
     out: Annotated[Path, typer.Option("--out", "-o", help="refiner SFT rows ({messages, origin}) for `spar train sft`"), OUT],
     eval_out: Annotated[Optional[Path], typer.Option(help="held-out breaks as negatives, for `spar bootstrap eval`"), OUT] = None,
     heldout_kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds never broken in training data (their breaks go to --eval-out)")] = None,
+    kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds: only these are added to prompts and broken (default: every kind with a breaker)")] = None,
+    whole_fixes: Annotated[bool, typer.Option("--whole-fixes/--no-whole-fixes", help="also teach a fixer's whole edit (the answer before a fixer made it meet an added constraint -> after), e.g. a block of text -> paragraphs")] = True,
     eval_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of prompts whose breaks go to --eval-out")] = 0.2,
     per_answer: Annotated[int, typer.Option(min=1, help="broken copies per answer, each breaking another constraint")] = 2,
     extra: Annotated[int, typer.Option(help="constraints an answer happens to meet, added to its prompt")] = 2,
@@ -57,7 +63,7 @@ def bootstrap_refiner(
         typer.echo(f"wrote {len(sft)} rows to {out}", err=True)
         return
     cfg = B.BootstrapConfig(per_answer=per_answer, extra=extra, judgments=judgments, eval_share=eval_share, seed=seed,
-                            heldout_kinds=tuple(k.strip() for k in (heldout_kinds or "").split(",") if k.strip()))
+                            heldout_kinds=_kinds(heldout_kinds), kinds=_kinds(kinds), whole_fixes=whole_fixes)
     train, held = B.offline_examples(rows, cfg)
     if not train:
         raise DataError(f"{input}: no answer meets a constraint that can be broken; nothing to learn from")
@@ -66,7 +72,7 @@ def bootstrap_refiner(
     if eval_out:
         write_jsonl(eval_out, B.split_heldout(held, cfg))
     kinds = collections.Counter(x.kind for x in train)
-    typer.echo(f"wrote {len(train)} break-and-restore examples ({len(sft)} rows) to {out}"
+    typer.echo(f"wrote {len(train)} break-and-restore examples ({sum(x.whole_fix for x in train)} of them whole fixes; {len(sft)} rows) to {out}"
                + (f", {len(held)} held-out breaks to {eval_out}" if eval_out else "") + "; breaks per kind: "
                + ", ".join(f"{k.split(':')[1]} {n}" for k, n in kinds.most_common()), err=True)
 

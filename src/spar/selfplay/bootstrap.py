@@ -44,6 +44,11 @@ class BootstrapConfig:
     # on them would teach the judge to ignore the task question its prompt asks first.
     judgments: bool = False
     heldout_kinds: tuple[str, ...] = ()  # kinds never broken in training data: their breaks go to eval
+    kinds: tuple[str, ...] = ()  # only these kinds are added and broken (empty: every kind with a breaker)
+    # also teach a fixer's whole edit: the answer as it was before a fixer made it meet an added
+    # constraint -> the fixed answer (e.g. one block of text -> paragraphs with *** between), which is
+    # what a failed answer of the loop usually needs; a break teaches only the undoing of one slip
+    whole_fixes: bool = True
     eval_share: float = 0.2  # share of prompts whose breaks go to eval instead of training
     min_words: int = 8  # shorter answers are not worth restoring
     max_words: int = 160  # longer ones cost the most to train on (a refine example holds the answer twice)
@@ -53,9 +58,9 @@ class BootstrapConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        unknown = [k for k in self.heldout_kinds if k not in BREAKERS]
+        unknown = [k for k in (*self.heldout_kinds, *self.kinds) if k not in BREAKERS]
         if unknown:
-            raise DataError(f"no breaker for held-out kind(s) {', '.join(unknown)}; kinds: {', '.join(sorted(BREAKERS))}")
+            raise DataError(f"no breaker for kind(s) {', '.join(unknown)}; kinds: {', '.join(sorted(BREAKERS))}")
         if not 0 <= self.eval_share < 1:
             raise DataError(f"eval_share must be in [0, 1), got {self.eval_share}")
 
@@ -67,6 +72,7 @@ class Break:
     broken: str
     kind: str  # the constraint broken
     checks: list[tuple[str, bool]] = field(default_factory=list)  # (constraint text, met) for the broken answer
+    whole_fix: bool = False  # "broken" is the answer before a fixer made it meet the constraint
 
     @property
     def rationale(self) -> str:
@@ -87,19 +93,22 @@ def _met(c: Constraint, answer: str, prompt: str) -> bool:
 
 
 def _constraints_met(row: Completion, answer: str, rng: random.Random,
-                     cfg: BootstrapConfig) -> tuple[str, str, list[Constraint]] | None:
-    """(task text, answer, constraints the answer meets) for a new prompt; None if there are none.
+                     cfg: BootstrapConfig) -> tuple[str, str, list[Constraint], tuple[Constraint, str] | None] | None:
+    """(task text, answer, constraints the answer meets, last fix) for a new prompt; None if there
+    are none.
 
     Extra constraints are drawn from the procedural set; one the answer does not meet is taken when
     a fixer (:data:`spar.constraints.breakers.FIXERS`) makes the answer meet it without breaking
-    the others, and the fixed answer is then the one to restore."""
+    the others, and the fixed answer is then the one to restore. The last fix is (its constraint,
+    the answer before it), or None when no fixer was used."""
     prompt = Prompt(id=row.id, messages=row.prompt, constraints=row.constraints)
     task = task_of(prompt)
     own = [c for c in row.constraints if c.kind in SPECS and _met(c, answer, prompt.text)]
     if task is None:  # not a procedural prompt: usable only whole, when every constraint is met
-        return (prompt.text, answer, []) if own and len(own) == len(row.constraints) else None
+        return (prompt.text, answer, [], None) if own and len(own) == len(row.constraints) else None
     chosen = list(own)
-    kinds = sorted(set(BREAKERS) & set(SPECS))
+    kinds = sorted(set(BREAKERS) & set(SPECS) & set(cfg.kinds or BREAKERS))
+    last_fix = None
     for _ in range(12 * cfg.extra):
         if len(chosen) >= len(own) + cfg.extra:
             break
@@ -115,9 +124,10 @@ def _constraints_met(row: Completion, answer: str, rng: random.Random,
         elif kind in FIXERS:
             fixed = FIXERS[kind](answer, kw)
             if all(_met(x, fixed, task) for x in [*chosen, c]):
+                last_fix = (c, answer)
                 answer = fixed
                 chosen.append(c)
-    return (task, answer, chosen) if chosen else None
+    return (task, answer, chosen, last_fix) if chosen else None
 
 
 def offline_examples(rows: Sequence[Completion], cfg: BootstrapConfig = BootstrapConfig()) -> tuple[list[Break], list[Break]]:
@@ -135,16 +145,28 @@ def offline_examples(rows: Sequence[Completion], cfg: BootstrapConfig = Bootstra
             got = _constraints_met(row, answer, rng, cfg)
             if got is None:
                 continue
-            task, answer, cons = got
+            task, answer, cons, last_fix = got
             if cons:
                 text = task + " " + " ".join(c.text for c in cons)
             else:  # a whole non-procedural prompt, every constraint met
                 text, cons = task, list(row.constraints)
             prompt = Prompt(id=f"{row.id}#{index}", messages=[*row.prompt[:-1], Message(role="user", content=text)],
                             constraints=cons, source="bootstrap")
-            order = [c for c in cons if c.kind in BREAKERS]
+            order = [c for c in cons if c.kind in BREAKERS and (not cfg.kinds or c.kind in cfg.kinds)]
             rng.shuffle(order)
             made = 0
+
+            def add(c: Constraint, broken: str, whole_fix: bool = False) -> None:
+                seen.add((text, broken))
+                checks = [(o.text or o.kind, o is not c) for o in cons]
+                ex = Break(prompt=prompt, original=answer, broken=broken, kind=c.kind, checks=checks, whole_fix=whole_fix)
+                (held if c.kind in cfg.heldout_kinds or row.id in eval_prompts else train).append(ex)
+
+            if cfg.whole_fixes and last_fix is not None:  # the fixer's whole edit, when only its constraint fails before it
+                c, before = last_fix
+                if (text, before) not in seen and not _met(c, before, text) \
+                        and all(_met(o, before, text) for o in cons if o is not c) and guard_check(before, answer, cfg.guard).ok:
+                    add(c, before, whole_fix=True)
             for c in order:
                 if made == cfg.per_answer:
                     break
@@ -154,10 +176,7 @@ def offline_examples(rows: Sequence[Completion], cfg: BootstrapConfig = Bootstra
                     continue
                 if not guard_check(broken, answer, cfg.guard).ok:  # the restoration must itself pass the guard
                     continue
-                seen.add((text, broken))
-                checks = [(o.text or o.kind, o is not c) for o in cons]
-                ex = Break(prompt=prompt, original=answer, broken=broken, kind=c.kind, checks=checks)
-                (held if c.kind in cfg.heldout_kinds or row.id in eval_prompts else train).append(ex)
+                add(c, broken)
                 made += 1
     return train, held
 
@@ -168,7 +187,7 @@ def sft_rows(examples: Sequence[Break], judgments: bool = False, fmt: str = "rew
     original written out again."""
     out = []
     for ex in examples:
-        origin = {"bootstrap": "offline", "prompt": ex.prompt.id, "broken": ex.kind}
+        origin = {"bootstrap": "offline", "prompt": ex.prompt.id, "broken": ex.kind, **({"whole_fix": True} if ex.whole_fix else {})}
         chat = refine_chat(ex.prompt.text, ex.broken, ex.rationale, fmt)
         reply = (edits.render(edits.ops_between(ex.broken, ex.original)) if fmt == "edits"
                  else f"{START}\n{ex.original}\n{END}")
