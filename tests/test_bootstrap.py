@@ -77,6 +77,27 @@ def test_held_out_kinds_and_prompts_never_reach_training_and_come_back_as_negati
     assert [(e.prompt.id, e.broken) for e in again] == [(e.prompt.id, e.broken) for e in train]
 
 
+def test_whole_fixes_teach_a_fixers_edit_from_the_answer_before_it_and_kinds_limits_what_is_broken():
+    rows = completions(24)
+    only = ("length_constraints:number_paragraphs", "detectable_format:number_bullet_lists", "combination:two_responses")
+    cfg = B.BootstrapConfig(kinds=only, extra=2, eval_share=0.0, seed=3)
+    train, _ = B.offline_examples(rows, cfg)
+    assert train and {ex.kind for ex in train} <= set(only)
+    whole = [ex for ex in train if ex.whole_fix]
+    assert whole and len(whole) < len(train)
+    for ex in whole:  # the answer before the fix fails that constraint alone, and is one of the sampled answers
+        assert ex.broken in ANSWERS
+        failed = [c.kind for c in ex.prompt.constraints if not follows(c.kind, c.kwargs, ex.broken, prompt=ex.prompt.text)]
+        assert failed == [ex.kind]
+    assert all(r["origin"].get("whole_fix") is True for r in B.sft_rows(whole))
+    off, _ = B.offline_examples(rows, B.BootstrapConfig(kinds=only, extra=2, eval_share=0.0, seed=3, whole_fixes=False))
+    assert not any(ex.whole_fix for ex in off)
+    import pytest
+
+    with pytest.raises(B.DataError, match="no breaker"):
+        B.BootstrapConfig(kinds=("no:such_kind",))
+
+
 def test_refiner_report_counts_repairs_per_group():
     from spar.search.driver import Searcher
 

@@ -1,6 +1,7 @@
 """Every breaker breaks exactly its constraint, confirmed by the checker, and only that one."""
 
 import random
+import re
 
 import pytest
 
@@ -105,6 +106,42 @@ def test_a_fixer_makes_the_answer_meet_its_constraint_from_the_answers_own_words
     c = Constraint(kind=kind, kwargs=kw, text=SPECS[kind].render(kw))
     broken = break_one(fixed, c, [], random.Random(0), prompt=TASK)
     assert broken is not None and not follows(kind, kw, broken, prompt=TASK)
+
+
+@pytest.mark.parametrize("kind,kw", [
+    ("length_constraints:number_paragraphs", {"num_paragraphs": 3}),
+    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "later"}),
+    ("detectable_format:multiple_sections", {"section_spliter": "SECTION", "num_sections": 2}),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 3}),
+    ("combination:two_responses", {}),
+    ("detectable_format:json_format", {}),
+    ("combination:repeat_prompt", {"prompt_to_repeat": TASK}),
+])
+def test_a_structural_fixer_lays_out_the_answers_own_sentences_in_order_and_its_breaker_undoes_it(kind, kw):
+    from spar.constraints.breakers import FIXERS
+
+    assert not follows(kind, kw, STORY, prompt=TASK)
+    fixed = FIXERS[kind](STORY, kw)
+    assert follows(kind, kw, fixed, prompt=TASK), fixed
+    # the words are the answer's, in its order, with only the layout (and a word the constraint names) added
+    words = lambda t: re.findall(r"[a-z']+", t.lower())  # noqa: E731
+    layout = {"section", "answer", "later", *words(TASK)}
+    assert [w for w in words(fixed) if w not in layout or w in words(STORY)] == [w for w in words(STORY)] or kind == "combination:repeat_prompt"
+    assert fixed.endswith(STORY.split()[-1]) or kind == "detectable_format:json_format"
+    c = Constraint(kind=kind, kwargs=kw, text=SPECS[kind].render(kw))
+    broken = break_one(fixed, c, [], random.Random(0), prompt=TASK)
+    assert broken is not None and not follows(kind, kw, broken, prompt=TASK)
+
+
+def test_a_structural_fixer_leaves_an_answer_with_a_layout_or_too_few_sentences_alone():
+    from spar.constraints.breakers import FIXERS
+
+    listed = "* one thing\n* another thing\n* a third"
+    for kind, kw in [("length_constraints:number_paragraphs", {"num_paragraphs": 2}),
+                     ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2}),
+                     ("combination:two_responses", {})]:
+        assert FIXERS[kind](listed, kw) == listed
+    assert FIXERS["detectable_format:number_bullet_lists"]("One sentence only.", {"num_bullets": 3}) == "One sentence only."
 
 
 def test_a_fixer_that_cannot_apply_leaves_the_answer_as_it_is():

@@ -74,6 +74,21 @@ def test_sft_lora_changes_the_adapter_and_loads(base, tmp_path):
     # and it trains on as a model: the merged weights are the starting point
     path2, _ = train_sft(str(path), rows, tmp_path / "again", s.but(lora=False, learning_rate=1e-5))
     assert _changed(_weights(path2), {k: v for k, v in got.items()})
+    # a LoRA trained from an adapter stacks on it: it records the adapter as its base, and loading it
+    # merges the whole chain (its own update alone on the plain base would be another model)
+    path3, _ = train_sft(str(path), rows, tmp_path / "stacked", s)
+    assert adapters.base_of(path3) == str(path.resolve())
+    chain = adapters.load_merged(path3).state_dict()
+    assert _changed(chain, got)
+    import shutil
+
+    alone = shutil.copytree(path3, tmp_path / "alone")
+    adapters.record_base(alone, "embedded")
+    assert _changed(chain, adapters.load_merged(alone).state_dict())
+    first_only = {k: chain[k] - got[k] for k in got if "q_proj" in k}  # the chain minus the first merge: path3's own update
+    own = {k: v - plain[k] for k, v in adapters.load_merged(alone).state_dict().items() if "q_proj" in k and k in plain}
+    k = next(iter(own))
+    assert torch.allclose(first_only[k], own[k], atol=1e-5)
 
 
 def test_sft_full_on_search_built_rft_rows(base, tmp_path):

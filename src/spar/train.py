@@ -154,8 +154,10 @@ def _is_main(trainer) -> bool:
     return acc.is_main_process
 
 
-def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
-    """Save the model (or adapter) and tokenizer to ``out/model`` atomically (rank 0 only)."""
+def _save(trainer, tok, out: Path, s: TrainSettings, start: str) -> Path:
+    """Save the model (or adapter) and tokenizer to ``out/model`` atomically (rank 0 only). An
+    adapter trained from model string ``start`` records it as its base when ``start`` is an adapter
+    itself (the new adapter holds only its own update: spar.llm.adapters stacks them)."""
     final = out / "model"
     if not _is_main(trainer):
         return final
@@ -168,9 +170,11 @@ def _save(trainer, tok, out: Path, s: TrainSettings) -> Path:
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
     if s.lora and not s.merge_lora:
-        from spar.llm.adapters import portable_base
+        from spar.llm.adapters import portable_base, record_base, stacked_base
 
         portable_base(tmp)
+        if (under := stacked_base(start)) is not None:
+            record_base(tmp, under)
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     shutil.rmtree(out / "trainer", ignore_errors=True)
@@ -288,7 +292,7 @@ def train_sft(model: str, rows: list[dict], out: str | Path, settings: TrainSett
                          callbacks=[_progress_callback("sft"), *(callbacks or [])])
     _check_kept(trainer, len(rows), s)
     _fit(trainer, resume)
-    return _save(trainer, tok, out, s), _log_history(trainer, out, s, seed)
+    return _save(trainer, tok, out, s, model), _log_history(trainer, out, s, seed)
 
 
 def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSettings | None = None,
@@ -323,7 +327,7 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
                              callbacks=[_progress_callback("dpo"), *(callbacks or [])])
     _fit(trainer, resume)
     out.mkdir(parents=True, exist_ok=True)
-    path = _save(trainer, tok, out, s) if save else None
+    path = _save(trainer, tok, out, s, model) if save else None
     shutil.rmtree(out / "trainer", ignore_errors=True)
     return path, _log_history(trainer, out, s, seed)
 
@@ -355,4 +359,4 @@ def train_grpo(model: str, rows: list[dict], out: str | Path, reward, settings: 
     trainer = GRPOTrainer(model=m, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
                           peft_config=_peft(s), callbacks=[_progress_callback("grpo")])
     _fit(trainer, resume)
-    return _save(trainer, tok, out, s), _log_history(trainer, out, s, seed)
+    return _save(trainer, tok, out, s, model), _log_history(trainer, out, s, seed)

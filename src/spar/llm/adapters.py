@@ -5,7 +5,9 @@ string like any other: spar loads its base, applies the adapter and merges it (i
 the inference dtype), so search, judging, evaluation and further training see one ordinary model.
 ``spar train sft --set lora=true`` writes such a folder; when its base is a packaged model the folder
 records the packaged *name* (``embedded``), not this machine's cache path, so the folder can be
-copied to another machine.
+copied to another machine. Training with LoRA *from* an adapter trains a new adapter on the merged
+model and records the starting adapter as its base (by name when it ships with spar, else by its
+absolute path): adapters stack, and loading one merges its whole chain.
 
 Adapters that ship with spar have names (:data:`SHIPPED`), e.g. ``embedded-refiner``: the refiner
 bootstrapped by ``spar bootstrap refiner`` from the recipe in its folder's ``RECIPE.md``.
@@ -80,17 +82,44 @@ def portable_base(folder: str | Path) -> None:
             return
 
 
-def load_merged(folder: str | Path, dtype=None):
-    """The adapter's base with the adapter merged in fp32, cast to ``dtype`` (default fp32)."""
+def record_base(folder: str | Path, base: str) -> None:
+    """Make a saved adapter name ``base`` (a model string: a packaged or shipped name, a path) as its base."""
+    path = Path(folder) / CONFIG
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = base
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def stacked_base(start: str) -> str | None:
+    """What an adapter trained from model string ``start`` records as its base: ``start`` itself when
+    it is an adapter (its shipped name, or its absolute path), else None (the base is recorded as usual)."""
+    folder = resolve(start)
+    if not is_adapter(folder):
+        return None
+    return start if start in SHIPPED else str(Path(folder).resolve())
+
+
+MAX_CHAIN = 8  # adapters on adapters; deeper is taken for a loop
+
+
+def load_merged(folder: str | Path, dtype=None, _depth: int = 0):
+    """The adapter's base with the adapter merged in fp32, cast to ``dtype`` (default fp32). A base
+    that is itself an adapter is loaded merged first (a stack of adapters)."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
     import warnings
 
-    base = base_weights(base_of(folder))
+    if _depth >= MAX_CHAIN:
+        raise BackendError(f"adapter {folder}: more than {MAX_CHAIN} adapters stacked on one another (a loop?)")
+    base = resolve(base_of(folder))
     try:
-        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        if is_adapter(base):
+            model = load_merged(base, torch.float32, _depth + 1)
+        else:
+            base = base_weights(base)
+            model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
         with warnings.catch_warnings():  # PEFT asks transformers a deprecated question on load (FutureWarning): not the user's
             warnings.simplefilter("ignore", FutureWarning)
             model = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
@@ -106,4 +135,5 @@ def tokenizer_folder(folder: str | Path) -> str:
     folder = Path(folder)
     if (folder / "tokenizer_config.json").is_file():
         return str(folder)
-    return base_weights(base_of(folder))
+    base = resolve(base_of(folder))
+    return tokenizer_folder(base) if is_adapter(base) else base_weights(base)
