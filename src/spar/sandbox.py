@@ -49,6 +49,7 @@ class Limits:
     file_bytes: int = 8 << 20  # largest file a call may write (its printed output included)
     output_bytes: int = 64 << 10  # largest result
     disk_bytes: int = 32 << 20  # the private tmpfs
+    seccomp: bool = True  # the worker's system-call filter (spar.sandbox_worker.DENIED); a call fails where it cannot load
 
 
 @dataclass
@@ -204,6 +205,14 @@ PROBES = {
     "call_ipc_is_private": ("def probe():\n    " + _LIBC + "    libc.msgget(0x5A19, 0o1666)\n"
                             "    return False\n"),  # judged from the host's table below
     "scratch_emptied_between_calls": "def probe():\n    import os\n    open('/tmp/spar-probe-left', 'w').write('x')\n    return False\n",
+    "call_cannot_trace_the_worker": "def probe():\n    " + _LIBC + "    return libc.ptrace(16, os.getppid(), 0, 0) == 0\n",  # PTRACE_ATTACH
+    "call_cannot_take_the_workers_descriptors": ("def probe():\n    " + _LIBC
+                                                 + "    return libc.syscall(434, os.getppid(), 0) >= 0\n"),  # pidfd_open
+    "call_cannot_open_a_unix_socket": ("def probe():\n    import socket\n    try:\n        socket.socket(socket.AF_UNIX)\n"
+                                       "        return True\n    except OSError:\n        return False\n"),
+    "call_cannot_read_a_keyring": ("def probe():\n    " + _LIBC
+                                   + "    return libc.syscall(250, 0, -3, 0) >= 0\n"),  # keyctl(GET_KEYRING_ID, session)
+    "call_cannot_make_namespaces": "def probe():\n    " + _LIBC + "    return libc.unshare(0x10000000) == 0\n",  # CLONE_NEWUSER
 }
 
 

@@ -1,5 +1,6 @@
 """The sandbox's worker: runs inside the namespaces that ``spar.sandbox`` sets up, as a script
-(``python -I sandbox_worker.py LIMITS_JSON``), standard library only.
+(``python -I sandbox_worker.py LIMITS_JSON``), standard library only but for ``pyseccomp`` (bindings
+of the system's libseccomp, the same library Docker and systemd use for their filters).
 
 It reads one call per line on stdin (``{"id", "code", "func", "args"}``) and answers one line per
 call on stdout (``{"id", "ok", "value" | "error", "seconds"}``). Each call runs in a fresh forked
@@ -12,7 +13,12 @@ removes its directory. Nothing the call does can reach the worker's own stdout.
 The worker makes itself non-dumpable, and each call drops every capability (the bounding set too)
 and sets no_new_privs before the model's code runs: inside the user namespace the call would
 otherwise hold all of them, and with them attach to the worker (ptrace, ``pidfd_getfd`` on its
-result pipe, ``/proc/1/mem``), unmount the private /proc or mount an uncapped tmpfs.
+result pipe, ``/proc/1/mem``), unmount the private /proc or mount an uncapped tmpfs. Last, a
+seccomp filter (:data:`DENIED`) makes the system calls no verifier needs fail with EPERM: mounting,
+tracing and reading other processes, other processes' file descriptors, keyrings, new namespaces,
+SysV and POSIX IPC, UNIX sockets (the way to host services outside the network namespace), BPF,
+io_uring (which would bypass the filter) and the kernel's administration calls. Where the filter
+cannot be loaded (no libseccomp) the call fails, unless the limits say ``seccomp: false``.
 """
 
 import json
@@ -62,6 +68,60 @@ def _drop_privileges():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
 
+# system calls a verifier (a function of a string) has no use for; each fails with EPERM
+DENIED = (
+    "mount", "umount2", "pivot_root", "chroot", "fsopen", "fsconfig", "fsmount", "fspick", "move_mount", "open_tree",
+    "mount_setattr", "ptrace", "process_vm_readv", "process_vm_writev", "pidfd_getfd", "pidfd_open", "kcmp",
+    "keyctl", "add_key", "request_key", "unshare", "setns", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive",
+    "mq_notify", "mq_getsetattr", "shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl",
+    "semget", "semop", "semtimedop", "semctl", "bpf", "perf_event_open", "userfaultfd", "io_uring_setup",
+    "io_uring_enter", "io_uring_register", "open_by_handle_at", "name_to_handle_at", "init_module", "finit_module",
+    "delete_module", "kexec_load", "kexec_file_load", "reboot", "swapon", "swapoff", "syslog", "acct", "quotactl",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "sethostname", "setdomainname", "iopl", "ioperm",
+)
+AF_UNIX = 1
+# clone() flags that would make new namespaces (clone3 passes its flags in memory a filter cannot
+# read, so it answers ENOSYS and the C library falls back to clone, as under Docker's default profile)
+CLONE_NEW = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000, 0x00000080)
+
+
+def _seccomp_filter(limits):
+    """The deny-list filter, built once in the worker (each call's child loads it): None where the
+    limits turn it off; an OSError to raise in each call where it cannot be built here."""
+    if not limits.get("seccomp", True):
+        return None
+    import errno
+
+    try:
+        import pyseccomp as sc
+    except (ImportError, OSError) as e:
+        return OSError(errno.ENOSYS, f"seccomp unavailable ({e}); install libseccomp2, or set the sandbox limit seccomp=false")
+    f = sc.SyscallFilter(defaction=sc.ALLOW)
+    deny = sc.ERRNO(errno.EPERM)
+    for name in DENIED:
+        try:
+            f.add_rule(deny, name)
+        except (ValueError, RuntimeError, OSError):  # a call this kernel or architecture does not have
+            pass
+    f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, AF_UNIX))
+    f.add_rule(deny, "socketpair", sc.Arg(0, sc.EQ, AF_UNIX))
+    for flag in CLONE_NEW:
+        f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    try:
+        f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    except (ValueError, RuntimeError, OSError):
+        pass
+    return f
+
+
+def _seccomp(seccomp):
+    """Load the filter on this process (after no_new_privs, so no privilege is needed)."""
+    if isinstance(seccomp, BaseException):
+        raise seccomp
+    if seccomp is not None:
+        seccomp.load()
+
+
 def _limit(limits):
     def both(which, value):
         resource.setrlimit(which, (value, value))
@@ -74,7 +134,7 @@ def _limit(limits):
     both(resource.RLIMIT_CORE, 0)
 
 
-def _child(call, limits, workdir, result_w):
+def _child(call, limits, seccomp, workdir, result_w):
     """In the forked child: isolate, run the function, write one JSON result, exit."""
     try:
         os.setpgid(0, 0)
@@ -93,6 +153,7 @@ def _child(call, limits, workdir, result_w):
                     pass
         _limit(limits)
         _drop_privileges()
+        _seccomp(seccomp)
         namespace = {"__name__": "verifier"}
         exec(compile(call["code"], "verifier.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
         fn = namespace.get(call["func"])
@@ -170,14 +231,14 @@ def _wipe_scratch(base):
                 pass
 
 
-def run_call(call, limits, base):
+def run_call(call, limits, base, seccomp=None):
     workdir = tempfile.mkdtemp(prefix="call-", dir=base)
     result_r, result_w = os.pipe()
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(result_r)
-        _child(call, limits, workdir, result_w)
+        _child(call, limits, seccomp, workdir, result_w)
     os.close(result_w)
     data, deadline, error = b"", start + limits["wall_seconds"], None
     while True:
@@ -241,9 +302,10 @@ def main():
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     out = os.fdopen(os.dup(1), "w")
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # nothing else of the worker's writes its protocol pipe
+    seccomp = _seccomp_filter(limits)
     for line in sys.stdin:
         call = json.loads(line)
-        out.write(json.dumps(run_call(call, limits, base)) + "\n")
+        out.write(json.dumps(run_call(call, limits, base, seccomp)) + "\n")
         out.flush()
     shutil.rmtree(base, ignore_errors=True)
 
