@@ -266,6 +266,45 @@ def test_a_call_sees_nothing_the_call_before_it_left_in_scratch_places():
     assert second.ok and second.value == [], second
 
 
+SCAN = """def scan(marker, digest):
+    import hashlib, re
+    needle = ("SPAR" + "-MARK-" + marker).encode()  # built here, so only an earlier call's copy is followed by the text
+    found = 0
+    mem = open('/proc/self/mem', 'rb', 0)
+    for line in open('/proc/self/maps').read().splitlines():
+        m = re.match(r'([0-9a-f]+)-([0-9a-f]+) r', line)
+        if not m or int(m.group(2), 16) - int(m.group(1), 16) > 64 << 20:
+            continue
+        try:
+            mem.seek(int(m.group(1), 16))
+            data = mem.read(int(m.group(2), 16) - int(m.group(1), 16))
+        except (OSError, ValueError, OverflowError):
+            continue
+        i = data.find(needle)
+        while i >= 0:
+            found += hashlib.sha256(data[i + len(needle): i + len(needle) + 13]).hexdigest() == digest
+            i = data.find(needle, i + 1)
+    return found
+"""
+
+
+def test_a_call_finds_nothing_of_an_earlier_calls_input_in_its_own_memory():
+    import hashlib
+
+    if not check().get("namespaces"):
+        pytest.skip("no namespaces on this machine: `spar sandbox check` says why")
+    put = "def put(x):\n    return len(x)\n"
+    with Pool(workers=1, limits=Limits(wall_seconds=5.0)) as pool:  # one warm worker serves all three
+        first, control, scan = pool.run([(put, "put", ["SPAR-MARK-7431 secret input" + "y" * 3000]),
+                                         (SCAN.replace("def scan(marker, digest):", "def control(marker, digest):\n"
+                                                       "    keep = 'SPAR-MARK-' + marker + ' secret input'"),
+                                          "control", ["7431", hashlib.sha256(b" secret input").hexdigest()]),
+                                         (SCAN, "scan", ["7431", hashlib.sha256(b" secret input").hexdigest()])])
+    assert first.ok and control.ok and scan.ok, (first, control, scan)
+    assert control.value >= 1  # the scan finds the text where it is (here: in the call's own code)
+    assert scan.value == 0, "a call read an earlier call's input in its memory"
+
+
 @pytest.mark.parametrize("line,why", [
     (b'{"id": 0, "ok": true, "value": 1, "seconds": 0.1}\n', None),
     (b'{"id": 0, "ok": false, "error": "boom", "seconds": 0.1}\n', None),

@@ -50,6 +50,7 @@ class Limits:
     output_bytes: int = 64 << 10  # largest result
     disk_bytes: int = 32 << 20  # the private tmpfs
     seccomp: bool = True  # the worker's system-call filter (spar.sandbox_worker.DENIED); a call fails where it cannot load
+    fresh_interpreter: bool = True  # each call execs a new Python (nothing of earlier calls in its memory; ~30 ms a call)
 
 
 @dataclass

@@ -4,7 +4,7 @@ of the system's libseccomp, the same library Docker and systemd use for their fi
 
 It reads one call per line on stdin (``{"id", "code", "func", "args"}``) and answers one line per
 call on stdout (``{"id", "ok", "value" | "error", "seconds"}``). Each call runs in a fresh forked
-child: its own process group and empty working directory, stdin from /dev/null, stdout and stderr
+child that execs a new interpreter (so no earlier call's code or input is in its memory): its own process group and empty working directory, stdin from /dev/null, stdout and stderr
 into a size-limited file, rlimits on CPU, memory, processes, open files and bytes written, and no
 file descriptor but the pipe its one result goes back on. The worker reads at most ``output_bytes``
 of that pipe, parses it as JSON and nothing else, kills whatever the call left running, and
@@ -134,11 +134,19 @@ def _limit(limits):
     both(resource.RLIMIT_CORE, 0)
 
 
+CALL_FILE = ".call.json"
+
+
 def _child(call, limits, seccomp, workdir, result_w):
-    """In the forked child: isolate, run the function, write one JSON result, exit."""
+    """In the forked child: isolate, then run the function (in a fresh interpreter unless the limits
+    say ``fresh_interpreter: false``), write one JSON result, exit."""
     try:
         os.setpgid(0, 0)
         os.chdir(workdir)
+        fresh = limits.get("fresh_interpreter", True)
+        if fresh:  # the call travels in a file of its own folder, read by the new interpreter
+            with open(CALL_FILE, "w") as f:
+                json.dump(call, f)
         null = os.open(os.devnull, os.O_RDONLY)
         out = os.open(os.path.join(workdir, ".output"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(null, 0)
@@ -154,24 +162,54 @@ def _child(call, limits, seccomp, workdir, result_w):
         _limit(limits)
         _drop_privileges()
         _seccomp(seccomp)
+        if fresh:
+            # A new program image: nothing of the worker's memory (earlier calls' code and input
+            # included) is left in the process that runs this call. Rlimits, the dropped
+            # capabilities, no_new_privs and the filter all carry over an exec.
+            os.set_inheritable(result_w, True)
+            os.execve(sys.executable, [sys.executable, "-I", "-S", os.path.abspath(__file__), "--call", str(result_w),
+                                       str(limits["output_bytes"])], {})
+        result = _run(call)
+    except BaseException as e:  # noqa: BLE001 - whatever the code raised is its failure
+        result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
+    _answer(result, result_w, limits["output_bytes"])
+
+
+def _run(call):
+    """Run the model's function on its arguments: the result as JSON data, or the failure."""
+    try:
         namespace = {"__name__": "verifier"}
         exec(compile(call["code"], "verifier.py", "exec"), namespace)  # noqa: S102 - this is the sandbox
         fn = namespace.get(call["func"])
         if not callable(fn):
-            result = {"ok": False, "error": f"no function named {call['func']!r}"}
-        else:
-            value = fn(*call.get("args", []))
-            try:
-                result = {"ok": True, "value": json.loads(json.dumps(value, allow_nan=False))}
-            except (TypeError, ValueError):
-                result = {"ok": False, "error": f"the result is not JSON data ({type(value).__name__})"}
+            return {"ok": False, "error": f"no function named {call['func']!r}"}
+        value = fn(*call.get("args", []))
+        try:
+            return {"ok": True, "value": json.loads(json.dumps(value, allow_nan=False))}
+        except (TypeError, ValueError):
+            return {"ok": False, "error": f"the result is not JSON data ({type(value).__name__})"}
     except BaseException as e:  # noqa: BLE001 - whatever the code raised is its failure
-        result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
+
+
+def _answer(result, result_w, output_bytes):
     try:
         data = json.dumps(result, allow_nan=False).encode()
-        os.write(result_w, data[: limits["output_bytes"] + 1])
+        os.write(result_w, data[: output_bytes + 1])
     finally:
         os._exit(0)
+
+
+def _fresh_call(result_w, output_bytes):
+    """The call in a new interpreter (``--call FD BYTES``): read it from its file, remove the file, run it."""
+    try:
+        with open(CALL_FILE) as f:
+            call = json.load(f)
+        os.unlink(CALL_FILE)
+        result = _run(call)
+    except BaseException as e:  # noqa: BLE001
+        result = {"ok": False, "error": f"{type(e).__name__}: {e}"[:500]}
+    _answer(result, result_w, output_bytes)
 
 
 def _others():
@@ -311,4 +349,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--call"]:
+        _fresh_call(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        main()
