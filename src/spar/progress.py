@@ -21,11 +21,55 @@ class TokensPerSecond(ProgressColumn):
         return Text(f"{tokens / elapsed:,.1f} tok/s", style="cyan")
 
 
+class LineProgress(Progress):
+    """Progress for a log file (stderr is no terminal, e.g. a run under nohup): no live bar, but a
+    plain line per task at most every ``every`` seconds (the first after ``every`` seconds, so short
+    stages print nothing), and a last one when a task that printed finishes."""
+
+    every = 60.0
+
+    def __init__(self, *columns, **kw) -> None:
+        super().__init__(*columns, disable=True, **kw)
+        self._said: dict = {}
+
+    def update(self, task_id, **kw) -> None:  # type: ignore[override]
+        super().update(task_id, **kw)
+        self._maybe_say(task_id)
+
+    def advance(self, task_id, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._maybe_say(task_id)
+
+    def _maybe_say(self, task_id) -> None:
+        import time
+
+        task = self._tasks.get(task_id)
+        if task is None or not task.visible or task.total is None:
+            return
+        now = time.monotonic()
+        last = self._said.get(task_id, task.start_time if task.start_time is not None else now)
+        done = task.completed >= task.total
+        if now - last < self.every and not (done and task_id in self._said):
+            return
+        if done and self._said.get(task_id) == -1:
+            return
+        self._said[task_id] = -1 if done else now
+        elapsed = task.elapsed or 0.0
+        eta = (f", about {elapsed / task.completed * (task.total - task.completed) / 60:.0f} min left"
+               if task.completed and not done else "")
+        tokens = task.fields.get("tokens")
+        speed = f", {tokens / elapsed:,.1f} tok/s" if tokens and elapsed else ""
+        self.console.print(f"{task.description} {task.completed:g}/{task.total:g} after {elapsed / 60:.1f} min{eta}{speed}",
+                           markup=False, highlight=False)
+
+
 def bar(with_tokens: bool = False) -> Progress:
     cols: list = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn()]
     if with_tokens:
         cols.append(TokensPerSecond())
+    if not console.is_terminal:
+        return LineProgress(*cols, console=console)
     return Progress(*cols, console=console)
 
 
