@@ -98,6 +98,24 @@ def test_whole_fixes_teach_a_fixers_edit_from_the_answer_before_it_and_kinds_lim
         B.BootstrapConfig(kinds=("no:such_kind",))
 
 
+def test_preference_rows_prefer_the_restoring_edit_to_the_copy_in_both_formats():
+    from spar.roles import edits
+    from spar.types import PreferencePair
+
+    train, _ = B.offline_examples(completions(), B.BootstrapConfig(eval_share=0.0, seed=1))
+    rows = B.preference_rows(train)
+    sft = B.sft_rows(train)
+    assert len(rows) == len(train)
+    for pair, row, ex in zip(rows, sft, train):
+        assert [m.model_dump() for m in pair.prompt] == row["messages"][:-1]  # the same refine chat as the SFT row
+        assert parse_refinement(pair.chosen[0].content) == ex.original
+        assert parse_refinement(pair.rejected[0].content) == ex.broken
+        assert PreferencePair.model_validate_json(pair.model_dump_json()) == pair
+    for pair, ex in zip(B.preference_rows(train, fmt="edits"), train):
+        assert edits.apply(ex.broken, edits.parse(pair.chosen[0].content)) == ex.original
+        assert edits.apply(ex.broken, edits.parse(pair.rejected[0].content)) == ex.broken
+
+
 def test_refiner_report_counts_repairs_per_group():
     from spar.search.driver import Searcher
 

@@ -76,11 +76,14 @@ def test_bootstrap_refiner_and_tree_stats_commands(tmp_path):
     samples = tmp_path / "samples.jsonl"
     write_jsonl(samples, completions(16))
     out, ev = tmp_path / "boot.jsonl", tmp_path / "eval.jsonl"
+    pairs = tmp_path / "pairs.jsonl"
     res = runner.invoke(app, ["bootstrap", "refiner", "-i", str(samples), "-o", str(out), "--eval-out", str(ev),
-                              "--heldout-kinds", "keywords:forbidden_words"])
+                              "--heldout-kinds", "keywords:forbidden_words", "--pairs-out", str(pairs),
+                              "--kinds", "keywords:forbidden_words,startend:end_checker,punctuation:no_comma"])
     assert res.exit_code == 0, res.output
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert rows and all(r["origin"]["broken"] != "keywords:forbidden_words" for r in rows)
+    assert rows and all(r["origin"]["broken"] in ("startend:end_checker", "punctuation:no_comma") for r in rows)
+    assert len(pairs.read_text().splitlines()) == len(rows)
     negs = read_jsonl(ev, Negative)
     assert negs and "break-and-restore examples" in res.output
     # the input is never the output; an unknown kind is one line and exit 2

@@ -32,7 +32,7 @@ from spar.roles import edits
 from spar.roles.guard import GuardConfig, machinery
 from spar.roles.guard import check as guard_check
 from spar.roles.templates import END, START, checklist, judge_chat, refine_chat
-from spar.types import Completion, Constraint, Judgment, Message, Negative, Prompt
+from spar.types import Completion, Constraint, Judgment, Message, Negative, PreferencePair, Prompt
 
 
 @dataclass(frozen=True)
@@ -198,6 +198,27 @@ def sft_rows(examples: Sequence[Break], judgments: bool = False, fmt: str = "rew
                 chat = judge_chat(ex.prompt.text, response)
                 out.append({"messages": [m.model_dump() for m in chat] + [{"role": "assistant", "content": verdict}],
                             "origin": {"kind": "judgment", "label": response == ex.original, **origin}})
+    return out
+
+
+def preference_rows(examples: Sequence[Break], fmt: str = "rewrite") -> list[PreferencePair]:
+    """Refiner preference pairs (``spar train dpo``): the same refine chat as :func:`sft_rows`, chosen
+    = the restoring edit, rejected = the answer handed back unchanged -- the copy a small refiner
+    falls into, so a preference stage after SFT can push it off copying (issue 27's "teach the edit,
+    not the copy")."""
+    out = []
+    for ex in examples:
+        chat = refine_chat(ex.prompt.text, ex.broken, ex.rationale, fmt)
+        if fmt == "edits":  # the copy as operations: one that quotes a span and gives it back unchanged
+            span = ex.broken.split("\n", 1)[0][:60]
+            copy = edits.render([edits.Op(kind="replace", quote=span, text=span)])
+            restore = edits.render(edits.ops_between(ex.broken, ex.original))
+        else:
+            copy, restore = f"{START}\n{ex.broken}\n{END}", f"{START}\n{ex.original}\n{END}"
+        out.append(PreferencePair(prompt=chat, chosen=[Message(role="assistant", content=restore)],
+                                  rejected=[Message(role="assistant", content=copy)],
+                                  origin={"bootstrap": "offline", "prompt": ex.prompt.id, "broken": ex.kind,
+                                          "rejected": "copy", **({"whole_fix": True} if ex.whole_fix else {})}))
     return out
 
 
