@@ -53,3 +53,12 @@ def test_a_shipped_name_resolves_to_its_folder_or_says_it_is_missing(monkeypatch
     with pytest.raises(BackendError, match="missing"):
         adapters.resolve("embedded-refiner")
     assert adapters.resolve("embedded") == "embedded"
+
+
+def test_an_adapter_trained_from_a_shipped_adapter_records_it_by_name(tmp_path):
+    folder = str(adapters.shipped_path("embedded-refiner"))
+    assert adapters.stacked_base("embedded-refiner") == "embedded-refiner"
+    assert adapters.stacked_base(folder) == "embedded-refiner"  # given as its path, still by name
+    other = _adapter(tmp_path / "a")
+    assert adapters.stacked_base(str(other)) == str(other.resolve())
+    assert adapters.stacked_base("embedded") is None  # not an adapter: the base is recorded as usual

@@ -96,7 +96,10 @@ def stacked_base(start: str) -> str | None:
     folder = resolve(start)
     if not is_adapter(folder):
         return None
-    return start if start in SHIPPED else str(Path(folder).resolve())
+    for name in SHIPPED:  # a shipped adapter by its name, however it was given
+        if Path(folder).resolve() == shipped_path(name).resolve():
+            return name
+    return str(Path(folder).resolve())
 
 
 MAX_CHAIN = 8  # adapters on adapters; deeper is taken for a loop
