@@ -61,10 +61,11 @@ def test_self_builds_sft_rows_that_train(tmp_path, embedded):
 
 def test_rlvr_trains_the_actor_with_grpo_on_checker_rewards(tmp_path, embedded):
     """One GRPO step (TRL) on the real model: every rollout scored by its prompt's checkers and kept,
-    the new actor saved and evaluated on held-out prompts."""
+    the new actor saved and evaluated on held-out prompts. Two steps are allowed, but a budget of one
+    token ends training after the first."""
     over = {"rlvr.num_generations": 2, "rlvr.prompts_per_step": 2, "rlvr.max_completion_length": 16, "rlvr.max_prompts": 2,
-            "train_actor.max_steps": 1, "train_actor.learning_rate": 1e-6, "prompts.heldout": 2, "eval.heldout": True,
-            "eval.max_new_tokens": 16}
+            "train_actor.max_steps": 2, "train_actor.learning_rate": 1e-6, "prompts.heldout": 2, "eval.heldout": True,
+            "eval.max_new_tokens": 16, "budget.generated_tokens": 1}
     _run(tmp_path, embedded, "rlvr", None, **over)
     rollouts = [json.loads(x) for x in (tmp_path / "iter_1/rollouts.jsonl").read_text().splitlines()]
     assert len(rollouts) == 4 and all(0.0 <= r["reward"] <= 1.0 and r["tokens"] for r in rollouts)
@@ -75,6 +76,7 @@ def test_rlvr_trains_the_actor_with_grpo_on_checker_rewards(tmp_path, embedded):
     assert (tmp_path / "iter_1/eval/heldout.json").exists()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["stages"]["iter_1:train_actor"]["generated_tokens"] == stats["generated_tokens"]
+    assert manifest["budget"]["iter_1"] == {"generated_tokens": 1, "spent": stats["generated_tokens"]}
 
 
 def test_the_rlvr_reward_is_the_share_of_constraints_met_and_zero_for_a_hack():

@@ -261,3 +261,28 @@ def test_a_failed_stage_keeps_its_traceback_in_the_manifest(tmp_path, monkeypatc
         H.run(tmp_path)
     rec = json.loads((tmp_path / "manifest.json").read_text())["stages"]["iter_1:negatives"]
     assert rec["status"] == "failed" and "KeyError" in rec["traceback"] and "broken" in rec["traceback"]
+
+
+def test_a_token_budget_stops_sampling_then_search_and_the_manifest_shows_it(tmp_path):
+    over = {"prompts.count": 24, "batch_size": 1}  # chunks of one prompt to sample, of 8 trees to search
+    H.run(tmp_path / "free", **over)
+    free = json.loads((tmp_path / "free" / "manifest.json").read_text())["stages"]
+    tokens = {k.split(":")[1]: v["spend"]["new_tokens"] for k, v in free.items() if k.startswith("iter_1:")}
+    assert tokens["sample"] and tokens["judge"] and tokens["search"]
+    assert "budget" not in json.loads((tmp_path / "free" / "manifest.json").read_text())
+    # half the samples' tokens: sampling stops on the way, and nothing is left for the search
+    H.run(tmp_path / "half", **over, **{"budget.generated_tokens": tokens["sample"] // 2})
+    m = json.loads((tmp_path / "half" / "manifest.json").read_text())
+    assert 0 < m["stages"]["iter_1:sample"]["prompts_sampled"] < 24
+    assert m["stages"]["iter_1:search"]["trees_searched"] == 0
+    spent = m["budget"]["iter_1"]
+    assert spent["generated_tokens"] == tokens["sample"] // 2 <= spent["spent"] < tokens["sample"]
+    # every sample and judgment, and half the search: fewer trees than without a budget
+    budget = tokens["sample"] + tokens["judge"] + tokens["search"] // 2
+    H.run(tmp_path / "part", **over, **{"budget.generated_tokens": budget})
+    m = json.loads((tmp_path / "part" / "manifest.json").read_text())
+    assert m["stages"]["iter_1:sample"]["prompts_sampled"] == 24
+    trees = [json.loads(x) for x in (tmp_path / "part" / "iter_1" / "trees.jsonl").read_text().splitlines()]
+    all_trees = (tmp_path / "free" / "iter_1" / "trees.jsonl").read_text().splitlines()
+    assert 0 < len(trees) == m["stages"]["iter_1:search"]["trees_searched"] < len(all_trees)
+    assert budget <= m["budget"]["iter_1"]["spent"] < tokens["sample"] + tokens["judge"] + tokens["search"]

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from spar.settings import (AutoIFSettings, BootstrapSettings, EngineSettings, EvalSettings, ExecutorSettings, LauncherSettings, JudgeSettings, NegativesSettings, PromptsSettings,
+from spar.settings import (AutoIFSettings, BootstrapSettings, BudgetSettings, EngineSettings, EvalSettings, ExecutorSettings, LauncherSettings, JudgeSettings, NegativesSettings, PromptsSettings,
                            RemoteSettings, RewardSettings, RFTSettings, RLVRSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
                            TrainSettings, sft_defaults)
 
@@ -39,6 +39,7 @@ class RunConfig(Settings):
     reward: RewardSettings = RewardSettings()
     self_refine: SelfSettings = SelfSettings()
     rlvr: RLVRSettings = RLVRSettings()
+    budget: BudgetSettings = BudgetSettings()  # generated tokens per iteration, each method spending its own way
     autoif: AutoIFSettings = AutoIFSettings()
     eval: EvalSettings = EvalSettings()
     engine: EngineSettings = EngineSettings()  # vLLM's engine settings (vllm:... models)

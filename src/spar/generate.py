@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from spar.io import Appender, resume
@@ -12,12 +12,13 @@ from spar.types import Completion, Prompt
 
 
 def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Path, sampling: Sampling,
-                  chunk: int = 8, show: bool = True) -> list[Completion]:
+                  chunk: int = 8, show: bool = True, stop: Callable[[], bool] | None = None) -> list[Completion]:
     """Generate for every prompt whose id is not yet in ``output``; returns all rows, in input order.
 
     The output is read before the backend is first used, so a lazily built backend
     (spar.cli_common.LazyBackend) loads only once the output is known good. Rows are appended one
     chunk at a time, so a killed run keeps every finished chunk and a rerun generates only the rest.
+    ``stop()`` (a budget) is asked before each chunk: once it says so, the remaining prompts get no row.
     """
     done_rows, done = resume(output, Completion)
     todo = [p for p in prompts if p.id not in done]
@@ -25,6 +26,8 @@ def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Pat
         backend.check([p.messages for p in todo], sampling)
     with Appender(output) as out, token_bar("generate", len(prompts), len(prompts) - len(todo), show) as (tick, advance):
         for start in range(0, len(todo), chunk):
+            if stop is not None and stop():
+                break
             part = todo[start:start + chunk]
             try:
                 texts = backend.generate([p.messages for p in part], sampling, on_batch=tick)

@@ -31,7 +31,7 @@ from spar.config import RunConfig, dump_config
 from spar.io import DataError, read_manifest, write_text
 from spar.llm import Backend, BackendOptions, Metered, load_backend
 from spar.llm.embedded import PACKAGED
-from spar.methods.base import Context, Method, Stage  # noqa: F401  (re-exported for methods)
+from spar.methods.base import Budget, Context, Method, Stage  # noqa: F401  (re-exported for methods)
 from spar.progress import console
 
 BackendFactory = Callable[..., Backend]  # (model, batch_size, dtype=...) -> Backend
@@ -213,8 +213,10 @@ class Run:
         self._save_manifest()
         if self.show:
             console.rule(f"[bold]{key}")
-        ctx = Context(self, self.cfg, t, seed, stage)
         before = {m: b.spent() for m, b in self._backends.items()}
+        budget = Budget(self.cfg.budget.generated_tokens, self._iteration_tokens(t, key),
+                        lambda: self._spend(before)["new_tokens"])
+        ctx = Context(self, self.cfg, t, seed, stage, budget=budget)
         t0 = time.perf_counter()
         try:
             result = stage.run(ctx)
@@ -223,6 +225,9 @@ class Run:
             self._save_manifest()
             raise StageFailed(key, e) from e
         entry.update(status="done", seconds=round(time.perf_counter() - t0, 1), spend=self._spend(before), **ctx.spend)
+        if self.cfg.budget.generated_tokens is not None and not stage.run_level:
+            self.manifest.setdefault("budget", {})[f"iter_{t}"] = {
+                "generated_tokens": self.cfg.budget.generated_tokens, "spent": self._iteration_tokens(t)}
         if stage.trains:
             entry["model"] = result
             self._adopt(stage.trains, result, h)
@@ -235,6 +240,15 @@ class Run:
             return
         self.models[role] = model
         self._made_by[model] = h
+
+    def _iteration_tokens(self, t: int, but: str | None = None) -> int:
+        """Tokens iteration ``t``'s finished stages generated (evaluations not counted), but stage ``but``."""
+        total = 0
+        for key, rec in self.manifest["stages"].items():
+            if key.startswith(f"iter_{t}:") and not key.startswith(f"iter_{t}:eval") and key != but \
+                    and rec.get("status") == "done":
+                total += (rec.get("spend") or {}).get("new_tokens", 0) + (rec.get("generated_tokens") or 0)
+        return total
 
     def _spend(self, before: dict[str, dict]) -> dict[str, Any]:
         total: dict[str, Any] = {"calls": 0, "requests": 0, "prompt_tokens": 0, "new_tokens": 0}

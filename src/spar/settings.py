@@ -293,6 +293,16 @@ class RLVRSettings(Settings):
     max_prompts: int | None = Field(None, ge=1)  # train on the first N training prompts (None: all)
 
 
+class BudgetSettings(Settings):
+    """What an iteration may spend, whatever the method (``spar.methods.base.Budget``): stages that
+    generate take their rows in chunks and stop taking more once the iteration's generated tokens
+    (answers, judge replies, refinements, rollouts) reach the budget. SPaR spends it on samples,
+    then search; Self-/Meta-Rewarding on samples, then the model judge; RLVR on rollouts. The
+    manifest records the budget and what each iteration spent."""
+
+    generated_tokens: int | None = Field(None, ge=1)  # per iteration; None: no budget (every prompt, every tree)
+
+
 class SelfSettings(Settings):
     """SELF (``spar.methods.self_refine``): one self-feedback and one self-refinement per failed answer."""
 

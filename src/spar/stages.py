@@ -36,12 +36,12 @@ def run_prompts(s: PromptsSettings, seed: int, train_out: Path, heldout_out: Pat
 
 
 def run_sample(backend: Backend, s: SampleSettings, prompts: Path | list[Prompt], out: Path, seed: int,
-               chunk: int = 16, show: bool = True) -> list[Completion]:
-    """The actor's ``k`` answers per prompt (resumable by prompt)."""
+               chunk: int = 16, show: bool = True, stop=None) -> list[Completion]:
+    """The actor's ``k`` answers per prompt (resumable by prompt; ``stop``: a budget, asked per chunk)."""
     from spar.generate import generate_file
 
     rows = read_prompts(prompts) if isinstance(prompts, Path) else prompts
-    return generate_file(backend, rows, out, s.sampling(seed), chunk=chunk, show=show)
+    return generate_file(backend, rows, out, s.sampling(seed), chunk=chunk, show=show, stop=stop)
 
 
 def run_judge(backend: Backend | None, s: JudgeSettings, samples: Path, out: Path, seed: int, chunk: int = 16,
@@ -63,14 +63,15 @@ def run_negatives(s: NegativesSettings, prompts: Path, judgments: Path, out: Pat
 
 
 def run_search(backend: Backend, judge: JudgeSettings, s: SearchSettings, negatives: Path, out: Path, seed: int,
-               chunk: int = 64, show: bool = True, sequential: bool = False, counts: dict | None = None) -> list[Tree]:
+               chunk: int = 64, show: bool = True, sequential: bool = False, counts: dict | None = None,
+               stop=None) -> list[Tree]:
     """A refinement tree per negative (resumable by tree). ``counts`` (when given) gets the edits
     format's failed replies (``edit_failures``: operations that did not apply to their answer)."""
     from spar.search.driver import Searcher
     from spar.search.stage import search_file
 
     searcher = Searcher(backend, judge, s, seed, sequential=sequential)
-    trees = search_file(searcher, negatives, out, chunk=chunk, show=show)
+    trees = search_file(searcher, negatives, out, chunk=chunk, show=show, stop=stop)
     if counts is not None and s.refine_format == "edits":
         counts["edit_failures"] = searcher.edit_failures
     return trees

@@ -333,14 +333,21 @@ def train_dpo(model: str, rows: list[dict], out: str | Path, settings: TrainSett
 
 
 def train_grpo(model: str, rows: list[dict], out: str | Path, reward, settings: TrainSettings, rl,
-               seed: int = 0) -> tuple[Path, list[dict]]:
+               seed: int = 0, stop=None) -> tuple[Path, list[dict]]:
     """GRPO (TRL's GRPOTrainer) of ``model`` on conversational prompts ``rows`` (``{"prompt": [...],
     ...}``; every other column is handed to ``reward``), ``rl`` a ``spar.settings.RLVRSettings``.
     ``reward(prompts, completions, **columns) -> list[float]`` as TRL calls it. Batch: the groups
     of ``rl.num_generations`` completions of ``rl.prompts_per_step`` prompts per forward, times
-    ``settings.grad_accum`` per optimiser step."""
+    ``settings.grad_accum`` per optimiser step. ``stop()`` (a budget) is asked after every optimiser
+    step; once it says so, training ends there and the model is saved."""
     from datasets import Dataset
+    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
+
+    class Stop(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if stop is not None and stop():
+                control.should_training_stop = True
 
     s = settings
     out = Path(out)
@@ -357,6 +364,6 @@ def train_grpo(model: str, rows: list[dict], out: str | Path, reward, settings: 
                       temperature=rl.temperature, top_p=rl.top_p, beta=rl.beta, mask_truncated_completions=True,
                       log_completions=False)
     trainer = GRPOTrainer(model=m, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
-                          peft_config=_peft(s), callbacks=[_progress_callback("grpo")])
+                          peft_config=_peft(s), callbacks=[_progress_callback("grpo"), Stop()])
     _fit(trainer, resume)
     return _save(trainer, tok, out, s, model), _log_history(trainer, out, s, seed)

@@ -56,6 +56,25 @@ class Method:
         return out
 
 
+class Budget:
+    """An iteration's generated-token budget (``budget.generated_tokens``) as a stage sees it: the
+    tokens the iteration's finished stages spent (from the manifest) plus what this stage has
+    spent so far (``live()``). A generating stage asks :meth:`exhausted` before each chunk of rows.
+    A stage killed and resumed counts only what its resumed part spends."""
+
+    def __init__(self, limit: int | None, before: int, live: Callable[[], int]):
+        self.limit, self.before, self.live = limit, before, live
+
+    def spent(self) -> int:
+        return self.before + self.live()
+
+    def left(self) -> int | None:
+        return None if self.limit is None else self.limit - self.spent()
+
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.spent() >= self.limit
+
+
 @dataclass
 class Context:
     """What a stage's ``run`` sees: the config, the iteration and its seed, paths, models."""
@@ -66,6 +85,7 @@ class Context:
     seed: int
     stage: Stage
     spend: dict[str, Any] = field(default_factory=dict)  # extra figures for the manifest (counts, losses)
+    budget: Budget = field(default_factory=lambda: Budget(None, 0, lambda: 0))
 
     def path(self, name: str) -> Path:
         p = self.run.path(name, self.t)

@@ -18,8 +18,10 @@ PROMPTS = Stage("prompts", _prompts, inputs=("cfg:prompts.path",), outputs=("pro
 
 
 def _sample(ctx: Context) -> None:
-    S.run_sample(ctx.backend("actor"), ctx.cfg.sample, ctx.path("prompts.jsonl"), ctx.path("samples.jsonl"), ctx.seed,
-                 chunk=ctx.chunk, show=ctx.show)
+    rows = S.run_sample(ctx.backend("actor"), ctx.cfg.sample, ctx.path("prompts.jsonl"), ctx.path("samples.jsonl"),
+                        ctx.seed, chunk=ctx.chunk, show=ctx.show, stop=ctx.budget.exhausted)
+    if ctx.budget.limit is not None:
+        ctx.spend["prompts_sampled"] = len(rows)
 
 
 SAMPLE = Stage("sample", _sample, inputs=("prompts.jsonl",), outputs=("samples.jsonl",), settings=("sample",),

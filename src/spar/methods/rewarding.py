@@ -24,8 +24,9 @@ from spar.types import Completion, MetaJudged, Scored
 
 
 def run_reward(backend: Backend | None, mode: str, s: RewardSettings, prompts: Path, samples: Path, out: Path, seed: int,
-               chunk: int = 16, show: bool = True) -> list[Scored]:
-    """Every answer scored 0-5 (resumable by answer)."""
+               chunk: int = 16, show: bool = True, stop=None) -> list[Scored]:
+    """Every answer scored 0-5 (resumable by answer); ``stop()`` (a budget) is asked before each chunk
+    of answers, and once it says so the rest stay unscored."""
     by_id = {p.id: p for p in read_prompts(prompts)}
     items = [(c.id, k, text) for c in read_jsonl(samples, Completion) for k, text in enumerate(c.completions)]
     done_rows, done = resume(out, Scored, key="key")
@@ -34,6 +35,8 @@ def run_reward(backend: Backend | None, mode: str, s: RewardSettings, prompts: P
                 Sampling(n=s.samples, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=seed))
     with Appender(out) as f, token_bar("reward", len(items), len(items) - len(todo), show) as (tick, advance):
         for start in range(0, len(todo), chunk):
+            if stop is not None and stop():
+                break
             part = todo[start:start + chunk]
             if mode == "verifier":
                 replies: list[list[str]] = [[] for _ in part]
@@ -92,7 +95,8 @@ def run_meta_judge(backend: Backend, s: RewardSettings, prompts: Path, rewards: 
 def _reward(ctx: Context) -> None:
     mode = ctx.cfg.judge.mode
     rows = run_reward(ctx.backend("actor") if mode != "verifier" else None, mode, ctx.cfg.reward, ctx.path("prompts.jsonl"),
-                      ctx.path("samples.jsonl"), ctx.path("rewards.jsonl"), ctx.seed, chunk=ctx.chunk, show=ctx.show)
+                      ctx.path("samples.jsonl"), ctx.path("rewards.jsonl"), ctx.seed, chunk=ctx.chunk, show=ctx.show,
+                      stop=ctx.budget.exhausted if mode != "verifier" else None)
     ctx.spend.update(scored=sum(r.score is not None for r in rows),
                      abstentions=sum(x is None for r in rows for x in r.scores))
 

@@ -9,7 +9,8 @@ The reward of an answer to a prompt with constraints C is the share of C its che
 ``rlvr.min_words`` words or one carrying prompt machinery (``spar.roles.guard.machinery``), so that
 an empty or echoed reply cannot collect the constraints it trivially meets. Prompts without a
 checkable constraint are not trained on. Every rollout and its reward is kept in
-``rollouts.jsonl``; the manifest records the generated tokens.
+``rollouts.jsonl``; the manifest records the generated tokens. With ``budget.generated_tokens``,
+training stops after the optimiser step in which the rollouts reach what is left of the budget.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ class Reward:
         self.min_words = min_words
         self.rollouts: list[dict] = []
 
+    def tokens(self) -> int:
+        """Tokens of every rollout scored so far (the GRPO stage's spend)."""
+        return sum(r["tokens"] or 0 for r in self.rollouts)
+
     def __call__(self, prompts, completions, id, instruction, constraints, completion_ids=None, **_):
         out = []
         for k, completion in enumerate(completions):
@@ -74,8 +79,10 @@ def _grpo(ctx: Context) -> str | None:
     if not rows:
         return None
     reward = Reward(rl.min_words)
+    left = ctx.budget.left()
     path, log = train_grpo(S.model_path(ctx.model("actor")), rows, ctx.path("actor"), reward,
-                           ctx.cfg.train_actor.but(merge_lora=True), rl, seed=ctx.cfg.seed)
+                           ctx.cfg.train_actor.but(merge_lora=True), rl, seed=ctx.cfg.seed,
+                           stop=None if left is None else (lambda: reward.tokens() >= left))
     write_jsonl(ctx.path("rollouts.jsonl"), reward.rollouts)
     rewards = [r["reward"] for r in reward.rollouts]
     groups: dict[str, list[float]] = {}
@@ -85,7 +92,7 @@ def _grpo(ctx: Context) -> str | None:
              "mean_reward": round(statistics.fmean(rewards), 4) if rewards else None,
              "zero_reward_share": round(sum(r == 0 for r in rewards) / len(rewards), 4) if rewards else None,
              "prompts_all_equal": sum(len(set(g)) == 1 for g in groups.values()),
-             "generated_tokens": sum(r["tokens"] or 0 for r in reward.rollouts),
+             "generated_tokens": reward.tokens(),
              "loss": [round(x["loss"], 4) for x in log if "loss" in x]}
     write_text(ctx.path("stats.json"), json.dumps(stats, indent=1) + "\n")
     ctx.spend.update(rollouts=len(rewards), generated_tokens=stats["generated_tokens"], mean_reward=stats["mean_reward"])

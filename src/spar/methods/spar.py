@@ -48,8 +48,11 @@ def _bootstrap_data(ctx: Context) -> None:
 
 
 def _search(ctx: Context) -> None:
-    S.run_search(ctx.backend("refiner"), ctx.cfg.judge, ctx.cfg.search, ctx.path("negatives.jsonl"),
-                 ctx.path("trees.jsonl"), ctx.seed, chunk=max(8, ctx.chunk * 4), show=ctx.show, counts=ctx.spend)
+    trees = S.run_search(ctx.backend("refiner"), ctx.cfg.judge, ctx.cfg.search, ctx.path("negatives.jsonl"),
+                         ctx.path("trees.jsonl"), ctx.seed, chunk=max(8, ctx.chunk * 4), show=ctx.show, counts=ctx.spend,
+                         stop=ctx.budget.exhausted)
+    if ctx.budget.limit is not None:
+        ctx.spend["trees_searched"] = len(trees)
 
 
 def _data(ctx: Context) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from spar.io import DataError
 
+from collections.abc import Callable
 from pathlib import Path
 
 from spar.io import Appender, read_jsonl, resume
@@ -13,7 +14,10 @@ from spar.search.driver import Searcher
 from spar.types import Negative, Tree
 
 
-def search_file(searcher: Searcher, input: str | Path, output: str | Path, chunk: int = 64, show: bool = True) -> list[Tree]:
+def search_file(searcher: Searcher, input: str | Path, output: str | Path, chunk: int = 64, show: bool = True,
+                stop: Callable[[], bool] | None = None) -> list[Tree]:
+    """A tree per negative not yet in ``output``, in chunks; ``stop()`` (a budget) is asked before
+    each chunk, and once it says so the remaining negatives get no tree."""
     negatives = read_jsonl(input, Negative)
     keys = [n.key for n in negatives]
     if len(set(keys)) != len(keys):
@@ -29,10 +33,12 @@ def search_file(searcher: Searcher, input: str | Path, output: str | Path, chunk
             done_rows.append(tree)
             progress.update(task, advance=1)
 
-        if hasattr(searcher.backend, "search_trees"):  # replicas of their own (Ray): whole trees each
-            searcher.backend.search_trees(searcher, todo, on_done=done_one)
-        else:  # trees advance together inside a chunk; chunks bound the memory of one batched call
-            for start in range(0, len(todo), chunk):
+        for start in range(0, len(todo), chunk):
+            if stop is not None and stop():
+                break
+            if hasattr(searcher.backend, "search_trees"):  # replicas of their own (Ray): whole trees each
+                searcher.backend.search_trees(searcher, todo[start:start + chunk], on_done=done_one)
+            else:  # trees advance together inside a chunk; chunks bound the memory of one batched call
                 searcher.run(todo[start:start + chunk], on_done=done_one)
     order = {k: i for i, k in enumerate(keys)}
     return sorted((t for t in done_rows if t.id in order), key=lambda t: order[t.id])
