@@ -83,7 +83,7 @@ test-ray: $(VENV)/.installed-dev
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m slow
 
-# the shipped refiner adapter rebuilt from experiments/refiner_bootstrap.sh (~75 min on 2 cores)
+# the shipped refiner adapter rebuilt from experiments/refiner_bootstrap.sh (~2 h on 2 cores)
 test-rebuild: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m rebuild
 

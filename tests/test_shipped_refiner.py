@@ -1,5 +1,5 @@
 """The shipped refiner adapter (`embedded-refiner`) is what its recipe builds: rebuilding it with
-experiments/refiner_bootstrap.sh (about 75 minutes on a 2-core CPU: `make test-rebuild`) repairs the
+experiments/refiner_bootstrap.sh (about 2 hours on a 2-core CPU: `make test-rebuild`) repairs the
 same held-out breaks within TOLERANCE of the shipped figure (bf16 inference and a different CPU
 change a few greedy answers, so the figure is not bit-for-bit)."""
 
