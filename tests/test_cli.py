@@ -151,7 +151,7 @@ def test_the_demo_prints_its_pairs_as_edits_or_says_there_are_none(tmp_path):
     from spar.report import print_pairs as _print_pairs
 
     path = tmp_path / "dpo.jsonl"
-    row = {"schema_version": 1, "prompt": [{"role": "user", "content": "Describe tea. No commas."}],
+    row = {"schema_version": 1, "prompt": [{"role": "user", "content": "Describe tea. No commas. Leave a field such as [name]."}],
            "chosen": [{"role": "assistant", "content": "Tea is warm and green."}],
            "rejected": [{"role": "assistant", "content": "Tea is warm, and green."}],
            "origin": {"tree": "p#0", "similarity": 0.95, "depth": 1}}
@@ -159,7 +159,7 @@ def test_the_demo_prints_its_pairs_as_edits_or_says_there_are_none(tmp_path):
     console = Console(record=True, width=120)
     _print_pairs(console, path)
     out = console.export_text()
-    assert "1 pair(s)" in out and "Describe tea. No commas." in out and "similarity 0.95" in out
+    assert "1 pair(s)" in out and "Describe tea. No commas. Leave a field such as [name]." in out and "similarity 0.95" in out
     assert "warm," in out and "warm " in out  # both sides of the edit are shown
     console = Console(record=True, width=120)
     _print_pairs(console, tmp_path / "missing.jsonl")

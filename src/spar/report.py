@@ -121,6 +121,8 @@ def diff_rich(rejected: str, chosen: str):
 def print_pairs(console, path: Path, k: int = 3) -> None:
     """A few of the iteration's DPO pairs (drawn as the report draws them): the prompt, the edit from
     the failed answer to its accepted refinement, how alike the two are."""
+    from rich.markup import escape
+
     from spar.io import read_jsonl
     from spar.types import PreferencePair
 
@@ -129,7 +131,7 @@ def print_pairs(console, path: Path, k: int = 3) -> None:
                   + ("; none this time: no refinement passed both the judge and the guard" if not rows else ""))
     for r in sample_pairs(rows, k, seed=1):
         o = r.get("origin", {})
-        console.print(f"\n[bold]prompt[/bold]: {r['prompt'][-1]['content']}")
+        console.print(f"\n[bold]prompt[/bold]: {escape(r['prompt'][-1]['content'])}")  # "[name]" is text, not markup
         console.print(f"[dim]similarity {o.get('similarity')}, depth {o.get('depth')}, tree {o.get('tree')}[/dim]")
         console.print(diff_rich(r["rejected"][0]["content"], r["chosen"][0]["content"]))
 
