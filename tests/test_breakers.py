@@ -96,7 +96,7 @@ def test_a_break_keeps_the_other_constraints_or_is_refused():
     ("detectable_content:postscript", {"postscript_marker": "P.P.S"}),
 ])
 def test_a_fixer_makes_the_answer_meet_its_constraint_from_the_answers_own_words_and_its_breaker_undoes_it(kind, kw):
-    from spar.constraints.breakers import FIXERS
+    from spar.constraints.fixers import FIXERS
 
     assert not follows(kind, kw, STORY, prompt=TASK)
     fixed = FIXERS[kind](STORY, kw)
@@ -118,7 +118,7 @@ def test_a_fixer_makes_the_answer_meet_its_constraint_from_the_answers_own_words
     ("combination:repeat_prompt", {"prompt_to_repeat": TASK}),
 ])
 def test_a_structural_fixer_lays_out_the_answers_own_sentences_in_order_and_its_breaker_undoes_it(kind, kw):
-    from spar.constraints.breakers import FIXERS
+    from spar.constraints.fixers import FIXERS
 
     assert not follows(kind, kw, STORY, prompt=TASK)
     fixed = FIXERS[kind](STORY, kw)
@@ -134,7 +134,7 @@ def test_a_structural_fixer_lays_out_the_answers_own_sentences_in_order_and_its_
 
 
 def test_a_structural_fixer_leaves_an_answer_with_a_layout_or_too_few_sentences_alone():
-    from spar.constraints.breakers import FIXERS
+    from spar.constraints.fixers import FIXERS
 
     listed = "* one thing\n* another thing\n* a third"
     for kind, kw in [("length_constraints:number_paragraphs", {"num_paragraphs": 2}),
@@ -145,7 +145,7 @@ def test_a_structural_fixer_leaves_an_answer_with_a_layout_or_too_few_sentences_
 
 
 def test_a_fixer_that_cannot_apply_leaves_the_answer_as_it_is():
-    from spar.constraints.breakers import FIXERS
+    from spar.constraints.fixers import FIXERS
 
     short = "Tea. Yes."
     assert FIXERS["detectable_content:postscript"](short, {"postscript_marker": "P.S."}) == short

@@ -25,7 +25,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from spar.constraints.breakers import BREAKERS, FIXERS, break_one
+from spar.constraints.breakers import BREAKERS, break_one
+from spar.constraints.fixers import FIXERS
 from spar.constraints.checkers import follows
 from spar.constraints.procedural import SPECS, contradiction
 from spar.roles import edits
@@ -98,7 +99,7 @@ def _constraints_met(row: Completion, answer: str, rng: random.Random,
     are none.
 
     Extra constraints are drawn from the procedural set; one the answer does not meet is taken when
-    a fixer (:data:`spar.constraints.breakers.FIXERS`) makes the answer meet it without breaking
+    a fixer (:data:`spar.constraints.fixers.FIXERS`) makes the answer meet it without breaking
     the others, and the fixed answer is then the one to restore. The last fix is (its constraint,
     the answer before it), or None when no fixer was used."""
     prompt = Prompt(id=row.id, messages=row.prompt, constraints=row.constraints)
