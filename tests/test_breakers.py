@@ -151,3 +151,69 @@ def test_a_fixer_that_cannot_apply_leaves_the_answer_as_it_is():
     assert FIXERS["detectable_content:postscript"](short, {"postscript_marker": "P.S."}) == short
     assert FIXERS["detectable_format:title"]("<<Tea>> is good", {}) == "<<Tea>> is good"
     assert FIXERS["detectable_format:number_highlighted_sections"]("Some *bold* words here.", {"num_highlights": 1}) == "Some *bold* words here."
+
+
+LONG = STORY + " The storm came back the next year. The keeper was ready for the storm."
+
+
+@pytest.mark.parametrize("kind,kw,text", [
+    # the other branch of each breaker with a relation (CASES holds one kwargs set per kind)
+    ("change_case:capital_word_frequency", {"capital_relation": "at least", "capital_frequency": 2},
+     "The OLD keeper climbed the STAIRS and cleaned the LAMP."),
+    ("keywords:frequency", {"keyword": "storm", "relation": "less than", "frequency": 3}, STORY),
+    ("length_constraints:number_words", {"relation": "at least", "num_words": 40}, LONG),
+    ("length_constraints:number_sentences", {"relation": "less than", "num_sentences": 6}, STORY),
+    ("detectable_content:number_placeholders", {"num_placeholders": 1}, "Dear [name], your order [order id] has shipped."),
+])
+def test_the_other_relation_of_a_breaker_breaks_it_too(kind, kw, text):
+    assert follows(kind, kw, text, prompt=TASK)
+    for seed in range(3):
+        broken = break_one(text, Constraint(kind=kind, kwargs=kw), [], random.Random(seed), prompt=TASK)
+        assert broken is not None and not follows(kind, kw, broken, prompt=TASK), (seed, broken)
+
+
+def test_exact_counts_of_the_relation_breakers():
+    """One short of "at least", one over "less than": the smallest edit that breaks the count."""
+    caps = BREAKERS["change_case:capital_word_frequency"]
+    assert caps("The OLD keeper climbed the STAIRS and the LAMP.", {"capital_relation": "at least", "capital_frequency": 2},
+                random.Random(0)) == "The OLD keeper climbed the stairs and the lamp."  # the last ones
+    out = caps("the keeper climbed stairs nightly", {"capital_relation": "less than", "capital_frequency": 2}, random.Random(0))
+    assert len(re.findall(r"\b[A-Z]{2,}\b", out)) == 2
+    freq = BREAKERS["keywords:frequency"]
+    at_least = freq(STORY + " The storm passed. A storm again.", {"keyword": "storm", "relation": "at least", "frequency": 2},
+                    random.Random(0))
+    assert at_least.lower().count("storm") == 1
+    less = freq(STORY, {"keyword": "storm", "relation": "less than", "frequency": 3}, random.Random(0))
+    assert less.lower().count("storm") == 3
+    words = BREAKERS["length_constraints:number_words"]
+    assert len(words(STORY, {"relation": "less than", "num_words": 60}, random.Random(0)).split()) >= 60
+    assert len(words(LONG, {"relation": "at least", "num_words": 40}, random.Random(0)).split()) < 40
+    sents = BREAKERS["length_constraints:number_sentences"]
+    assert sents(LONG, {"relation": "at least", "num_sentences": 4}, random.Random(0)) == " ".join(re.split(r"(?<=[.!?])\s+", LONG)[:3])
+    assert BREAKERS["keywords:letter_frequency"](STORY, {"let_relation": "at least", "letter": "e", "let_frequency": 3},
+                                                  random.Random(0)) is None
+    ph = BREAKERS["detectable_content:number_placeholders"]
+    assert ph("Dear [name], order [id].", {"num_placeholders": 2}, random.Random(0)).count("[") == 1
+    assert ph("Dear [name].", {"num_placeholders": 3}, random.Random(0)) is None
+
+
+def test_break_one_keeps_only_an_edit_the_checker_confirms(monkeypatch):
+    """An edit that leaves the target met is never returned, however often the breaker offers it."""
+    import spar.constraints.breakers as B
+
+    calls = []
+
+    def harmless(text, kw, rng):  # changes the text but keeps it comma-free
+        calls.append(text)
+        return text + " Calm."
+
+    monkeypatch.setitem(B.BREAKERS, "punctuation:no_comma", harmless)
+    assert break_one(STORY, Constraint(kind="punctuation:no_comma"), [], random.Random(0), tries=3) is None
+    assert len(calls) == 3
+    monkeypatch.setitem(B.BREAKERS, "punctuation:no_comma", lambda t, kw, rng: t)  # no change at all
+    assert break_one(STORY, Constraint(kind="punctuation:no_comma"), [], random.Random(0)) is None
+    monkeypatch.setitem(B.BREAKERS, "punctuation:no_comma", lambda t, kw, rng: "  ")  # nothing left
+    assert break_one(STORY, Constraint(kind="punctuation:no_comma"), [], random.Random(0)) is None
+    offers = iter(["Calm.", "Calm, then."])  # the second offer breaks it: taken on the second try
+    monkeypatch.setitem(B.BREAKERS, "punctuation:no_comma", lambda t, kw, rng: next(offers))
+    assert break_one(STORY, Constraint(kind="punctuation:no_comma"), [], random.Random(0), tries=2) == "Calm, then."

@@ -188,3 +188,28 @@ def test_shipped_recipes_and_accelerate_configs_are_found_by_name_outside_a_chec
                                    "--until", "prompts"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r" / "prompts.jsonl").is_file()
+
+
+def test_stage_commands_default_to_the_loops_settings():
+    """`spar judge` / `spar search` by hand run what `spar iterate` runs: every option named after a
+    settings field defaults to that field's default (search.max_new_tokens once defaulted to the
+    judge's 384 by hand against 512 in the loop)."""
+    import typer.main
+
+    from spar.cli import app
+    from spar.settings import JudgeSettings, SearchSettings
+
+    commands = typer.main.get_command(app).commands
+    expected = {
+        "judge": {name: f.default for name, f in JudgeSettings.model_fields.items()},
+        "search": {**{f"judge_{n}" if n == "max_new_tokens" else n: f.default
+                      for n, f in JudgeSettings.model_fields.items() if n in ("votes", "mode", "max_new_tokens")},
+                   **{n: f.default for n, f in SearchSettings.model_fields.items()}},
+    }
+    for cmd, fields in expected.items():
+        params = {p.name: p.default for p in commands[cmd].params}
+        shared = sorted(set(params) & set(fields))
+        assert len(shared) >= 5, (cmd, shared)
+        for name in shared:
+            assert params[name] == fields[name], f"spar {cmd} --{name.replace('_', '-')}: {params[name]!r} vs {fields[name]!r}"
+    assert {p.name: p.default for p in commands["search"].params}["max_new_tokens"] == 512

@@ -57,3 +57,50 @@ def test_two_runs_are_tested_head_to_head_at_the_iteration_both_have():
     assert "| spar-run | sr-run | 1 | ifeval | 10 | 4 | 0 | 0.1250 |" in res.output
     assert json.loads(CliRunner().invoke(app, ["compare", str(RUNS / "spar-run"), str(RUNS / "sr-run"), "--json"]).output
                       )["head_to_head"][0]["a_only"] == 4
+
+
+def _run(root: Path, name: str, model: str, iters: dict[int, list[bool]], dtype=None, manifest=None) -> Path:
+    """A run directory with IFEval outcomes per iteration (prompt i passes when iters[t][i])."""
+    run = root / name
+    run.mkdir()
+    (run / "config.yaml").write_text(f"name: {name}\nmodel: {model}\ndtype: {dtype or 'null'}\neval:\n  max_new_tokens: 256\n")
+    for t, passes in iters.items():
+        d = run / f"iter_{t}" / "eval"
+        d.mkdir(parents=True)
+        share = 100.0 * sum(passes) / len(passes)
+        (d / "ifeval.json").write_text(json.dumps({m: share for m in ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")}))
+        (d / "ifeval.outcomes.jsonl").write_text("".join(json.dumps({"id": str(i), "follows_strict": p}) + "\n"
+                                                         for i, p in enumerate(passes)))
+    if manifest is not None:
+        (run / "manifest.json").write_text(json.dumps({"stages": manifest}))
+    return run
+
+
+def test_a_run_borrows_iteration_0_only_from_a_run_of_the_same_model_and_settings(tmp_path):
+    a = _run(tmp_path, "a", "modelx", {0: [True] * 4})
+    b = _run(tmp_path, "b", "modely", {0: [False] * 4})
+    c = _run(tmp_path, "c", "modely", {1: [True, True, False, False]})
+    d = _run(tmp_path, "d", "modely", {1: [True] * 4}, dtype="bf16")
+    runs = compare([a, b, c, d])["runs"]
+    assert runs[2]["start_from"] == str(b)  # not a (another model), not itself
+    assert runs[2]["tests"]["ifeval"] == {"from": 0, "to": 1, "prompts": 4, "better": 2, "worse": 0, "p_value": 0.5}
+    assert "start_from" not in runs[3] and runs[3]["tests"] == {}  # another dtype: no start to borrow
+    assert "start_from" not in runs[0] and "start_from" not in runs[1]
+
+
+def test_spend_is_summed_over_stages_and_shown_on_the_last_iteration_only(tmp_path):
+    spend = lambda calls, tokens: {"calls": calls, "requests": 1, "prompt_tokens": 9, "new_tokens": tokens}  # noqa: E731
+    a = _run(tmp_path, "a", "m", {0: [True, False], 1: [True, True]},
+             manifest={"iter_0:eval": {"status": "done", "seconds": 1.25, "spend": spend(3, 30)},
+                       "iter_1:sample": {"status": "done", "seconds": 2.5, "spend": spend(5, 70)}})
+    old = _run(tmp_path, "old", "m", {0: [True, False], 1: [False, False]},
+               manifest={"iter_1:sample": {"status": "done", "seconds": 4.0}, "iter_1:judge": {"status": "running"}})
+    result = compare([a, old])
+    assert result["runs"][0]["spend"] == {"calls": 8, "new_tokens": 100, "seconds": 3.8, "recorded": True}
+    assert result["runs"][1]["spend"] == {"calls": 0, "new_tokens": 0, "seconds": 4.0, "recorded": False}
+    from spar.compare import rows_of
+
+    rows = {(r[0], r[4]): r for r in rows_of(result)}
+    assert rows[("a", "0")][-3:] == ["", "", ""] and rows[("a", "1")][-3:] == ["8", "100", "4"]
+    assert rows[("old", "1")][-3:] == ["–", "–", "4"] and rows[("a", "1")][5:10] == ["100.00"] * 5
+    assert result["runs"][1]["tests"]["ifeval"] == {"from": 0, "to": 1, "prompts": 2, "better": 0, "worse": 1, "p_value": 1.0}

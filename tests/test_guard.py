@@ -162,3 +162,42 @@ def test_four_word_runs_flag_none_of_a_real_sample_stage_and_three_word_runs_wou
     finally:
         monkeypatch.undo()
         G._machinery.cache_clear()
+
+
+# -- values, boundaries, the last n-gram (gaps a mutation run found) ---------------------------------
+
+def test_similarity_and_length_values():
+    assert G.similarity("Green TEA", "green tea") == 1.0  # case-folded
+    assert G.similarity("abcd", "abce") == 0.75
+    assert G.similarity("abc", "xyz") == 0.0
+    assert G.length_ratio("", "") == 1.0 and G.length_ratio("", "x") == float("inf")
+    assert G.length_ratio("ab", "abcd") == 2.0 and G.length_ratio("abcd", "ab") == 0.5
+
+
+def test_values_exactly_on_a_threshold_pass():
+    child = ANSWER.replace("Green", "Black").replace("two", "three")
+    sim = G.similarity(ANSWER, child)
+    assert G.check(ANSWER, child, G.GuardConfig(min_similarity=sim)).ok
+    assert G.check(ANSWER, child, G.GuardConfig(min_similarity=sim + 1e-9)).reasons == ("similarity",)
+    half, double = ANSWER[: len(ANSWER) // 2], ANSWER + ANSWER
+    lax = dict(min_similarity=0.0, machinery=False)
+    assert G.check(ANSWER, double, G.GuardConfig(max_length_ratio=2.0, **lax)).ok  # ratio 2.0 exactly
+    assert G.check(double, ANSWER, G.GuardConfig(max_length_ratio=2.0, **lax)).ok  # ratio 0.5 exactly
+    assert G.check(ANSWER, double + "x", G.GuardConfig(max_length_ratio=2.0, **lax)).reasons == ("length",)
+    assert G.check(double + "x", ANSWER, G.GuardConfig(max_length_ratio=2.0, **lax)).reasons == ("length",)
+    assert len(half) * 2 <= len(ANSWER)
+
+
+def test_the_reported_phrase_and_the_last_n_gram():
+    """The phrase found is reported as found; a template's last four words and an answer's last four
+    words are checked like any others."""
+    last = " ".join(G._words(T.FALLBACK_RATIONALE.splitlines()[0])[-4:])  # "part of the instruction"
+    assert last == "part of the instruction"
+    assert G.machinery(ANSWER + " " + last) == last
+    assert G.machinery("Rewrite the response so that it follows") == "rewrite the response so"
+    assert G.machinery("Tea. [[end]] more") == "[[end]]"
+    assert G.machinery("[Instruction]\nWrite.").lower() == "[instruction]"
+    v = G.check(ANSWER, ANSWER + " " + last)
+    assert v.machinery == last and v.as_dict() == {"guard": ["machinery"], "similarity": round(v.similarity, 4),
+                                                     "length_ratio": round(v.length_ratio, 4), "machinery": last}
+    assert G.check(ANSWER, ANSWER).as_dict() == {"guard": [], "similarity": 1.0, "length_ratio": 1.0, "machinery": None}

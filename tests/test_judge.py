@@ -156,3 +156,51 @@ def test_judge_file_refuses_bad_rows_before_writing_any(tmp_path):
         with pytest.raises(DataError, match=message):
             judge_file(None, src, out, JudgeSettings(votes=1, mode="verifier"))
         assert not out.exists()
+
+
+LOWER = Constraint(kind="change_case:english_lowercase", text="Write in lowercase only.")
+
+
+def _votes(*replies):
+    return FakeBackend(lambda chat, sampling, k: replies[k % len(replies)])
+
+
+def test_scores_and_rationales_are_the_documented_values():
+    """score: the yes share when the vote decides; half the share of checks passed when a check fails;
+    1 for a verifier pass (gaps a mutation run found: a factor could change and no test saw it)."""
+    mixed = _votes("ok\nFinal judgement: Yes", "hmm", "no\nFinal judgement: No")  # yes, abstain, no
+    cfg = lambda mode: JudgeSettings(votes=3, mode=mode)  # noqa: E731
+    j = judge(mixed, [_prompt(NO_COMMA)], ["tea is hot."], cfg("llm"))[0]
+    assert j.votes == [True, None, False] and j.follows is None and j.score == pytest.approx(1 / 3) and j.rationale == ""
+    two_of_three = _votes("fine\nFinal judgement: Yes", "Final judgement: Yes", "bad\nFinal judgement: No")
+    j = judge(two_of_three, [_prompt(NO_COMMA, LOWER)], ["tea is hot."], cfg("hybrid"))[0]
+    assert j.follows is True and j.checks == [True, True] and j.score == pytest.approx(2 / 3)
+    assert j.rationale == "fine\nFinal judgement: Yes" and j.rationale_from_vote
+    j = judge(two_of_three, [_prompt(NO_COMMA, LOWER)], ["Tea is hot."], cfg("hybrid"))[0]  # one of two checks fails
+    assert j.follows is False and j.checks == [True, False] and j.score == pytest.approx(0.25)
+    assert j.rationale == "bad\nFinal judgement: No" and j.rationale_from_vote
+    j = judge(_votes("Final judgement: Yes"), [_prompt(NO_COMMA, LOWER)], ["Tea, hot."], cfg("hybrid"))[0]
+    assert j.follows is False and j.score == 0.0 and not j.rationale_from_vote
+    assert j.rationale.count("NOT met") == 2 and j.rationale.endswith("Final judgement: No")
+    v = judge(None, [_prompt(NO_COMMA, LOWER)], ["tea is hot."], cfg("verifier"))[0]
+    assert (v.follows, v.score, v.votes, v.by) == (True, 1.0, [], "verifier") and v.rationale.endswith("Final judgement: Yes")
+    v = judge(None, [_prompt(NO_COMMA, LOWER)], ["Tea is hot."], cfg("verifier"))[0]
+    assert (v.follows, v.score) == (False, 0.25)
+    v = judge(None, [_prompt(NO_COMMA, FREE)], ["tea is hot."], cfg("verifier"))[0]
+    assert (v.follows, v.score) == (None, 0.5)  # checks pass, the free constraint is unknown
+
+
+def test_a_prompt_with_only_free_constraints():
+    cfg = lambda mode: JudgeSettings(votes=3, mode=mode)  # noqa: E731
+    j = judge(_votes("Final judgement: No"), [_prompt(FREE)], ["Tea, hot."], cfg("hybrid"))[0]
+    assert j.checks == [] and j.follows is False and j.score == 0.0 and j.rationale == "Final judgement: No"
+    j = judge(_votes("warm\nFinal judgement: Yes"), [_prompt(FREE)], ["Tea, hot."], cfg("hybrid"))[0]
+    assert j.follows is True and j.score == 1.0
+    j = judge(_votes("no verdict"), [_prompt(FREE)], ["Tea, hot."], cfg("hybrid"))[0]
+    assert j.follows is None and j.score == 0.0 and j.rationale == ""  # no checklist to fall back on
+    v = judge(None, [_prompt(FREE)], ["Tea, hot."], cfg("verifier"))[0]
+    assert (v.follows, v.score, v.checks, v.rationale) == (None, 0.5, [], "")
+    with pytest.raises(Exception, match="needs a model"):
+        judge(None, [_prompt(FREE)], ["x"], cfg("hybrid"))
+    with pytest.raises(ValueError, match="differ in length"):
+        judge(None, [_prompt(FREE)], [], cfg("verifier"))

@@ -220,3 +220,23 @@ def test_sigkill_in_a_method_stage_loses_and_doubles_nothing(tmp_path, method):
     for f in files:
         a, b = (clean / f).read_text().splitlines(), (killed / f).read_text().splitlines()
         assert sorted(a) == sorted(b), f
+
+
+def test_one_method_registry_drives_the_config_the_cli_and_loading():
+    import typer.main
+    from pydantic import ValidationError
+
+    from spar.cli import app
+    from spar.config import RunConfig
+    from spar.io import DataError
+    from spar.methods import METHODS, REGISTRY, get_method
+
+    for name in REGISTRY:
+        assert get_method(name).name == name
+        assert RunConfig(method=name).method == name
+    with pytest.raises(ValidationError):
+        RunConfig(method="dpo_only")
+    with pytest.raises(DataError, match="method must be one of spar, self_rewarding"):
+        get_method("dpo_only")
+    opt = next(p for p in typer.main.get_command(app).commands["iterate"].params if p.name == "method")
+    assert all(f"{name}:" in opt.help for name in METHODS)

@@ -72,3 +72,16 @@ def test_stats():
     assert st.mean_expanded_solved == 2 and st.mean_solution_depth == 2
     assert st.refined_pair_similarity == pytest.approx(similarity("Tea is hot, green, good.", "Tea is hot and green and good."), abs=1e-4)
     assert st.independent_pair_similarity < st.refined_pair_similarity
+
+
+def test_sft_rows_are_one_validated_record_written_as_trls_plain_dict():
+    from pydantic import ValidationError
+
+    from spar.types import Message, SFTRow
+
+    row = SFTRow.of([Message(role="user", content="Hi.")], "Hello.", {"kind": "refined", "prompt": "p"})
+    assert row == {"messages": [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."}],
+                   "origin": {"kind": "refined", "prompt": "p"}}
+    assert SFTRow.of([{"role": "user", "content": "Hi."}], "Hello.", {}) == {**row, "origin": {}}
+    with pytest.raises(ValidationError):
+        SFTRow.of([{"role": "robot", "content": "Hi."}], "Hello.", {})

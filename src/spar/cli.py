@@ -17,6 +17,7 @@ from spar.cli_models import env, models_app
 from spar.cli_train import train_app
 from spar.cli_tree import tree_app
 from spar.cli_sandbox import sandbox_app
+from spar.registry import methods_help
 from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, _overrides, _shipped, friendly, IN, OUT, RUN_DIR  # noqa: F401 (_overrides: tests)
 from spar.io import DataError
 from spar.settings import JudgeSettings, RemoteSettings, SearchSettings
@@ -267,7 +268,8 @@ def search(
     guard: Annotated[bool, typer.Option("--guard/--no-guard", help="accept only refinements that stay the same answer: similar to the parent, free of prompt machinery, of similar length")] = SEARCH.guard,
     min_similarity: Annotated[float, typer.Option(min=0.0, max=1.0, help="guard: case-folded similarity to the parent at least this (rapidfuzz ratio / 100)")] = SEARCH.min_similarity,
     max_length_ratio: Annotated[float, typer.Option(min=1.0, help="guard: length within this factor of the parent's, either way")] = SEARCH.max_length_ratio,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per refinement and per judge reply")] = JUDGE.max_new_tokens,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per refinement (as in `spar iterate`'s search.max_new_tokens)")] = SEARCH.max_new_tokens,
+    judge_max_new_tokens: Annotated[int, typer.Option(min=1, help="tokens per judge reply (judge.max_new_tokens)")] = JUDGE.max_new_tokens,
     batch_size: Annotated[int, typer.Option(min=1, help="sequences per forward pass (hf backend)")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     refine_format: Annotated[str, typer.Option(help="the refiner's reply: rewrite (the whole answer, the paper's) or edits (operations that quote the answer; spar applies them)")] = SEARCH.refine_format,
@@ -282,9 +284,9 @@ def search(
     cfg = SearchSettings(strategy=strategy, branch=branch, select=select, depth=depth, budget=budget, temperature=temperature,
                          top_p=top_p, max_new_tokens=max_new_tokens, guard=guard, min_similarity=min_similarity,
                          max_length_ratio=max_length_ratio, refine_format=refine_format)
-    jcfg = JudgeSettings(votes=votes, mode=mode, max_new_tokens=max_new_tokens)
+    jcfg = JudgeSettings(votes=votes, mode=mode, max_new_tokens=judge_max_new_tokens)
     counts: dict = {}
-    trees = run_search(_backend(model, batch_size, dtype=dtype, max_new_tokens=max_new_tokens), jcfg, cfg, input, output, seed,
+    trees = run_search(_backend(model, batch_size, dtype=dtype, max_new_tokens=max(max_new_tokens, judge_max_new_tokens)), jcfg, cfg, input, output, seed,
                        sequential=sequential, counts=counts)
     st = search_stats(trees)
     typer.echo(f"wrote {len(trees)} trees to {output}: {st.solved} solved ({100 * st.success_rate:.1f}%), "
@@ -313,7 +315,7 @@ def iterate(
     config: Annotated[Optional[Path], typer.Option(help="recipe YAML, or a shipped recipe by name (smollm2-135m/demo, llama3-8b/spar)", callback=_shipped), IN] = None,
     run_dir: Annotated[Optional[Path], typer.Option(help="run directory (default runs/<name>); rerun to resume"), RUN_DIR] = None,
     iterations: Annotated[Optional[int], typer.Option(help="self-play iterations (overrides the recipe)")] = None,
-    method: Annotated[Optional[str], typer.Option(help="spar | self_rewarding | meta_rewarding | self | autoif | rlvr (overrides the recipe's method:)")] = None,
+    method: Annotated[Optional[str], typer.Option(help=f"overrides the recipe's method: ({methods_help()})")] = None,
     until: Annotated[Optional[str], typer.Option(help="stop right after the first stage of this name (spar: prompts, eval, bootstrap, sample, judge, negatives, search, data, train_actor, train_refiner), or after iter_N:<stage>")] = None,
     set: Annotated[Optional[list[str]], typer.Option("--set", help="override a recipe value, KEY=VALUE (repeatable), e.g. search.budget=6")] = None,
     executor: Annotated[Optional[str], typer.Option(help="local | ray: spread generation over Ray actors (executor.* in the recipe)")] = None,

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from spar.registry import MethodName
 from spar.settings import (AutoIFSettings, BootstrapSettings, BudgetSettings, EngineSettings, EvalSettings, ExecutorSettings, LauncherSettings, JudgeSettings, NegativesSettings, PromptsSettings,
                            RemoteSettings, RewardSettings, RFTSettings, RLVRSettings, SampleSettings, SearchSettings, SelfSettings, Settings,
                            TrainSettings, sft_defaults)
@@ -26,7 +27,7 @@ class RunConfig(Settings):
     # inference dtype of transformers models; None: bf16 where the hardware computes in it natively
     # (CUDA; CPUs with AVX512-BF16 or AMX), fp32 elsewhere. Training keeps fp32 on a CPU.
     dtype: Literal["fp32", "bf16", "fp16"] | None = None
-    method: Literal["spar", "self_rewarding", "meta_rewarding", "self", "autoif", "rlvr"] = "spar"  # spar.methods
+    method: MethodName = "spar"  # spar.methods.REGISTRY
     prompts: PromptsSettings = PromptsSettings()
     sample: SampleSettings = SampleSettings()
     judge: JudgeSettings = JudgeSettings()

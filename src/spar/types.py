@@ -6,6 +6,7 @@ reader never silently drops what a newer writer added. No heavy imports here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -190,6 +191,23 @@ class Negative(Record):
     @property
     def key(self) -> str:
         return f"{self.prompt.id}#{self.index}"
+
+
+class SFTRow(BaseModel):
+    """A conversational SFT row, what ``spar train sft`` reads (TRL's conversational format): the
+    chat, whose last turn (the assistant's) is the target, and where it came from. Built by
+    :meth:`of` and written as its plain dict (``{"messages", "origin"}``), so the files stay TRL's."""
+
+    model_config = ConfigDict(extra="forbid")
+    messages: list[Message]
+    origin: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def of(cls, chat: Sequence[Message | dict[str, str]], reply: str, origin: dict[str, Any]) -> dict[str, Any]:
+        """The row ``chat`` + the assistant's ``reply``, validated, as the dict that is written."""
+        msgs = [m if isinstance(m, Message) else Message(**m) for m in chat]
+        row = cls(messages=[*msgs, Message(role="assistant", content=reply)], origin=origin)
+        return row.model_dump()
 
 
 class PreferencePair(Record):

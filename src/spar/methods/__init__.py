@@ -15,24 +15,17 @@ compared with, on the same prompts, sampling, judge and trainers.
 
 from __future__ import annotations
 
-METHODS = ("spar", "self_rewarding", "meta_rewarding", "self", "autoif", "rlvr")
+from spar.registry import METHODS, REGISTRY, MethodName, methods_help
+
+__all__ = ["METHODS", "REGISTRY", "MethodName", "methods_help", "get_method"]
 
 
 def get_method(name: str):
+    import importlib
+
     from spar.io import DataError
 
-    if name == "spar":
-        from spar.methods.spar import METHOD
-    elif name in ("self_rewarding", "meta_rewarding"):
-        from spar.methods.rewarding import META_REWARDING, SELF_REWARDING
-
-        METHOD = SELF_REWARDING if name == "self_rewarding" else META_REWARDING
-    elif name == "self":
-        from spar.methods.self_refine import METHOD
-    elif name == "autoif":
-        from spar.methods.autoif import METHOD
-    elif name == "rlvr":
-        from spar.methods.rlvr import METHOD
-    else:
+    if name not in REGISTRY:
         raise DataError(f"method must be one of {', '.join(METHODS)}, got {name!r}")
-    return METHOD
+    module, attr, _ = REGISTRY[name]
+    return getattr(importlib.import_module(module), attr)

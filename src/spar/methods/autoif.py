@@ -18,7 +18,7 @@ from spar.methods.base import Context, Method, Stage
 from spar.methods.common import PROMPTS, eval_stages, train_stage
 from spar.roles import templates as T
 from spar.selfplay import autoif as A
-from spar.types import Completion, Feedback, Prompt, Quality
+from spar.types import Completion, Feedback, Prompt, Quality, SFTRow
 
 # A few seed instructions of the kind the paper starts from (one atomic, checkable constraint each).
 SEEDS = [
@@ -268,8 +268,7 @@ def _pairs(ctx: Context) -> None:
     write_jsonl(ctx.path("dpo.jsonl"), pairs)
     # AutoIF's SFT data (spec section 8): every response whose pass rate reaches the threshold, as a
     # chat; spar trains DPO on the pairs (section 13), the SFT rows are there for `spar train sft`
-    sft = [{"messages": [*r["prompt"], {"role": "assistant", "content": y}], "origin": {"kind": "autoif", "input": r["id"],
-                                                                                        "pass_rate": rate}}
+    sft = [SFTRow.of(r["prompt"], y, {"kind": "autoif", "input": r["id"], "pass_rate": rate})
            for r in rows for y, rate in zip(r["completions"], r["pass_rates"]) if rate >= positive]
     write_jsonl(ctx.path("sft.jsonl"), sft)
     stats = {"method": "autoif", "pass_rates": hist, "quality_dropped": dropped, "pairs": len(pairs), "sft_rows": len(sft)}

@@ -16,7 +16,7 @@ from spar.methods.base import Context, Method, Stage
 from spar.methods.common import JUDGE, NEGATIVES, PROMPTS, SAMPLE, eval_stages, train_stage
 from spar.progress import console
 from spar.roles.templates import refine_chat
-from spar.types import JudgedSample, Tree
+from spar.types import JudgedSample, SFTRow, Tree
 
 
 def one_refinement(search):
@@ -38,8 +38,7 @@ def sft_targets(prompts: dict, trees: list[Tree], judged: list[JudgedSample], ke
     def add(pid: str, text: str, kind: str) -> None:
         if (pid, text) not in seen:
             seen.add((pid, text))
-            rows.append({"messages": [m.model_dump() for m in prompts[pid].messages] + [{"role": "assistant", "content": text}],
-                         "origin": {"kind": kind, "prompt": pid}})
+            rows.append(SFTRow.of(prompts[pid].messages, text, {"kind": kind, "prompt": pid}))
 
     accepted = 0
     for t in trees:
@@ -51,8 +50,7 @@ def sft_targets(prompts: dict, trees: list[Tree], judged: list[JudgedSample], ke
         parent = t.nodes[sol.parent] if sol.parent is not None else None
         if meta_skill and parent is not None and parent.judgment is not None and sol.reply:
             chat = refine_chat(prompts[t.prompt_id].text, parent.response, parent.judgment.rationale)
-            rows.append({"messages": [m.model_dump() for m in chat] + [{"role": "assistant", "content": sol.reply}],
-                         "origin": {"kind": "refinement", "tree": t.id}})
+            rows.append(SFTRow.of(chat, sol.reply, {"kind": "refinement", "tree": t.id}))
     correct = 0
     if keep_correct:
         for j in judged:

@@ -33,7 +33,7 @@ from spar.roles import edits
 from spar.roles.guard import GuardConfig, machinery
 from spar.roles.guard import check as guard_check
 from spar.roles.templates import END, START, checklist, judge_chat, refine_chat
-from spar.types import Completion, Constraint, Judgment, Message, Negative, PreferencePair, Prompt
+from spar.types import Completion, Constraint, Judgment, Message, Negative, PreferencePair, Prompt, SFTRow
 
 
 @dataclass(frozen=True)
@@ -192,13 +192,11 @@ def sft_rows(examples: Sequence[Break], judgments: bool = False, fmt: str = "rew
         chat = refine_chat(ex.prompt.text, ex.broken, ex.rationale, fmt)
         reply = (edits.render(edits.ops_between(ex.broken, ex.original)) if fmt == "edits"
                  else f"{START}\n{ex.original}\n{END}")
-        out.append({"messages": [m.model_dump() for m in chat] + [{"role": "assistant", "content": reply}],
-                    "origin": {"kind": "refinement", **origin}})
+        out.append(SFTRow.of(chat, reply, {"kind": "refinement", **origin}))
         if judgments:
             for response, verdict in ((ex.broken, ex.rationale), (ex.original, checklist([(t, True) for t, _ in ex.checks]))):
                 chat = judge_chat(ex.prompt.text, response)
-                out.append({"messages": [m.model_dump() for m in chat] + [{"role": "assistant", "content": verdict}],
-                            "origin": {"kind": "judgment", "label": response == ex.original, **origin}})
+                out.append(SFTRow.of(chat, verdict, {"kind": "judgment", "label": response == ex.original, **origin}))
     return out
 
 

@@ -23,7 +23,7 @@ from spar.roles.guard import REASONS, GuardConfig
 from spar.settings import RFTSettings
 from spar.roles.guard import check as guard_check
 from spar.roles.templates import judge_chat, refine_chat
-from spar.types import JudgedSample, Message, PreferencePair, Prompt, Tree
+from spar.types import JudgedSample, Message, PreferencePair, Prompt, SFTRow, Tree
 
 
 def similarity(a: str, b: str) -> float:
@@ -95,8 +95,7 @@ def rft_examples(trees: Sequence[Tree], judged: Sequence[JudgedSample], prompts:
         key = (t.prompt_id, parent.response, sol.reply)
         if key not in seen:
             seen.add(key)
-            refine_rows.append({"messages": [m.model_dump() for m in chat] + [{"role": "assistant", "content": sol.reply}],
-                                "origin": {"kind": "refinement", "tree": t.id}})
+            refine_rows.append(SFTRow.of(chat, sol.reply, {"kind": "refinement", "tree": t.id}))
     candidates = [(j.id, j.response, j.judgment) for j in judged]
     candidates += [(t.prompt_id, n.response, n.judgment) for t in trees for n in t.nodes if n.judgment]
     yes, no = [], []
@@ -108,8 +107,7 @@ def rft_examples(trees: Sequence[Tree], judged: Sequence[JudgedSample], prompts:
             continue
         seen.add(key)
         chat = judge_chat(prompts[pid].text, response)
-        row = {"messages": [m.model_dump() for m in chat] + [{"role": "assistant", "content": j.rationale}],
-               "origin": {"kind": "judgment", "label": j.follows, "prompt": pid}}
+        row = SFTRow.of(chat, j.rationale, {"kind": "judgment", "label": j.follows, "prompt": pid})
         (yes if j.follows else no).append(row)
     if 0 < cfg.balance < 1 and yes and no:
         # keep the larger class at balance : (1 - balance) of the smaller one
