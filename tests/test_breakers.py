@@ -217,3 +217,80 @@ def test_break_one_keeps_only_an_edit_the_checker_confirms(monkeypatch):
     offers = iter(["Calm.", "Calm, then."])  # the second offer breaks it: taken on the second try
     monkeypatch.setitem(B.BREAKERS, "punctuation:no_comma", lambda t, kw, rng: next(offers))
     assert break_one(STORY, Constraint(kind="punctuation:no_comma"), [], random.Random(0), tries=2) == "Calm, then."
+
+
+R = random.Random
+
+
+@pytest.mark.parametrize("kind,kw,text,expected", [
+    # one place to break: the edit is exactly the slip its breaker describes
+    ("punctuation:no_comma", {}, "tea calms me and warms my hands", "tea calms me, and warms my hands"),
+    ("punctuation:no_comma", {}, "tea calms me", "tea, calms me"),
+    ("change_case:english_capital", {}, "HOT tea", "hot tea"),
+    ("keywords:existence", {"keywords": ["storm"]}, "Storm came. The STORM went, storming.", "came. The went, storming."),
+    ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, "One.\n***\nTwo.", "One. Two."),
+    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "so"},
+     "Intro here.\n\n  so the end came.", "Intro here.\n\nThe end came."),
+    ("detectable_format:json_format", {}, '{"a": [1, 2]}', '{"a": [1, 2]'),
+    ("detectable_format:json_format", {}, '[{"a": 1}]', '[{"a": 1}'),
+    ("detectable_format:number_bullet_lists", {"num_bullets": 1}, "List:\n  * one", "List:\none"),
+    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 3},
+     "Section 1\nA.\nSection 2\nB.\nSection 3\nC.", "Section 1\nA.\nSection 2\nB.\nC."),
+    ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Body.\n\np.s. later", "Body."),
+    ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "Body.\nP.S. one\nP.P.S two", "Body.\nP.S. one"),
+    ("detectable_format:title", {}, "<<My Title>>\nText <<again>>", "My Title\nText again"),
+    ("startend:end_checker", {"end_phrase": "Bye now."}, '"Hello there. bye NOW."  ', '"Hello there.'),
+    ("startend:quotation", {}, '  " quoted words "  ', "quoted words"),
+    ("combination:two_responses", {}, "A.\n******\nB.\n******\nC.", "A.\n\n\nB.\n******\nC."),
+    ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem about the sea."}, "write a poem about the sea. Waves.",
+     "poem about the sea. Waves."),
+])
+def test_each_breaker_makes_exactly_its_slip(kind, kw, text, expected):
+    assert BREAKERS[kind](text, kw, R(0)) == expected
+
+
+def test_breakers_with_several_spots_edit_one_and_keep_the_rest():
+    caps = BREAKERS["change_case:english_capital"]("HOT TEA IS ON", {}, R(0))
+    assert caps in ("hot TEA IS ON", "HOT tea IS ON") and caps != "HOT TEA IS ON"
+    assert BREAKERS["change_case:english_capital"]("no caps", {}, R(0)) is None
+    low = BREAKERS["change_case:english_lowercase"]("tea is hot", {}, R(0))
+    assert low in ("Tea is hot", "tea is Hot")
+    # two of three fields filled in with their own labels, whichever two: positions stay right
+    for seed in range(5):
+        out = BREAKERS["detectable_content:number_placeholders"]("[aa] and [bb] and [cc]", {"num_placeholders": 2}, R(seed))
+        assert out.count("[") == 1 and re.fullmatch(r"\[?aa\]? and \[?bb\]? and \[?cc\]?", out), out
+    out = BREAKERS["detectable_content:number_placeholders"]("[aa] and [bb] and [cc]", {"num_placeholders": 1}, R(0))
+    assert out == "aa and bb and cc"
+    assert BREAKERS["detectable_content:number_placeholders"]("[aa]", {"num_placeholders": 2}, R(0)) is None
+    assert BREAKERS["detectable_format:json_format"]("no brackets", {}, R(0)) is None
+    assert BREAKERS["detectable_format:json_format"]("}", {}, R(0)) == ""
+    assert BREAKERS["detectable_format:number_bullet_lists"]("no list", {"num_bullets": 1}, R(0)) is None
+    assert BREAKERS["detectable_format:multiple_sections"]("Section 1\nA.", {"section_spliter": "Section", "num_sections": 1},
+                                                           R(0)) is None
+    assert BREAKERS["detectable_content:postscript"]("P.S. only", {"postscript_marker": "P.S."}, R(0)) is None
+    assert BREAKERS["detectable_format:title"]("no title", {}, R(0)) is None
+    assert BREAKERS["startend:end_checker"]("Hello.", {"end_phrase": "Bye."}, R(0)) is None
+    assert BREAKERS["startend:quotation"]('"', {}, R(0)) is None
+    assert BREAKERS["combination:two_responses"]("A.", {}, R(0)) is None
+    assert BREAKERS["combination:repeat_prompt"]("Waves.", {"prompt_to_repeat": "Write."}, R(0)) is None
+    nth = BREAKERS["length_constraints:nth_paragraph_first_word"]
+    assert nth("One.\n\nTwo.", {"nth_paragraph": 3}, R(0)) is None
+    assert nth("One.\n\n   ", {"nth_paragraph": 2}, R(0)) is None
+    assert nth("One.\n\nAlone", {"nth_paragraph": 2}, R(0)) == "One.\n\nAlone"  # one word: nothing to take away
+    paras = BREAKERS["length_constraints:number_paragraphs"]("A.\n***\nB.\n***\nC.", {}, R(0))
+    assert paras in ("A. B.\n***\nC.", "A.\n***\nB. C.")
+    assert BREAKERS["keywords:frequency"]("storm storm", {"keyword": "storm", "relation": "less than", "frequency": 2},
+                                          R(0)) == "storm storm"  # already at the cap: nothing to add
+    assert BREAKERS["keywords:frequency"]("one storm", {"keyword": "storm", "relation": "at least", "frequency": 2},
+                                          R(0)) is None  # already short of it
+    sents = BREAKERS["length_constraints:number_sentences"]
+    assert sents("A b. C d.", {"relation": "less than", "num_sentences": 2}, R(0)) in ("A b. C d. A b.", "A b. C d. C d.")
+    assert sents("A b. C d.  ", {"relation": "less than", "num_sentences": 4}, R(0)).count(".") == 4
+    assert sents("A b. C d.", {"relation": "at least", "num_sentences": 3}, R(0)) is None
+    assert sents("A b. C d.", {"relation": "at least", "num_sentences": 1}, R(0)) is None
+    assert sents("A b. C d. E f.", {"relation": "at least", "num_sentences": 3}, R(0)) == "A b. C d."
+    words = BREAKERS["length_constraints:number_words"]
+    longer = words("One two. Three four.", {"relation": "less than", "num_words": 6}, R(0))
+    assert longer.split()[:4] == ["One", "two.", "Three", "four."] and len(longer.split()) == 6 and "  " not in longer
+    assert words("One two. Three four.", {"relation": "at least", "num_words": 4}, R(0)) == "One two."
+    assert words("One two three.", {"relation": "at least", "num_words": 2}, R(0)) is None

@@ -163,3 +163,12 @@ def test_a_text_without_letters_follows_the_language_rule_without_a_log_line(cap
         verdict = check("language:response_language", {"language": "fr"}, "*** 123 ***")
     assert verdict.strict is True  # IFEval's rule: undetectable counts as followed
     assert not [r for r in caplog.records if "detect language" in r.getMessage()]
+
+
+def test_an_unknown_kind_is_named_with_the_closest_known_one():
+    from spar.constraints.checkers import unknown_kind, verifiable_kinds
+
+    assert unknown_kind("punctuation:no_coma") == "no checker for constraint kind 'punctuation:no_coma'; did you mean 'punctuation:no_comma'?"
+    assert unknown_kind("zzz") == "no checker for constraint kind 'zzz'"
+    kinds = verifiable_kinds()
+    assert kinds == sorted(kinds) and "punctuation:no_comma" in kinds and "language:response_language" in kinds

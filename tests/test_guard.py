@@ -201,3 +201,9 @@ def test_the_reported_phrase_and_the_last_n_gram():
     assert v.machinery == last and v.as_dict() == {"guard": ["machinery"], "similarity": round(v.similarity, 4),
                                                      "length_ratio": round(v.length_ratio, 4), "machinery": last}
     assert G.check(ANSWER, ANSWER).as_dict() == {"guard": [], "similarity": 1.0, "length_ratio": 1.0, "machinery": None}
+
+
+def test_verdict_as_dict_rounds_to_four_places():
+    v = G.Verdict(reasons=("length",), similarity=0.123456, length_ratio=2.345678, machinery=None)
+    assert v.as_dict() == {"guard": ["length"], "similarity": 0.1235, "length_ratio": 2.3457, "machinery": None}
+    assert not v.ok and G.Verdict((), 1.0, 1.0, None).ok

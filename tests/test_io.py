@@ -162,3 +162,135 @@ def test_a_whole_file_write_gets_the_umask_mode_or_keeps_the_old_one(tmp_path):
         assert stat.S_IMODE((tmp_path / "kept.json").stat().st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("row, expect", [
+    ({"key": 1, "prompt": "p", "instruction_id_list": "k", "kwargs": [{}]}, "instruction_id_list must be a list of strings"),
+    ({"key": 1, "prompt": "p", "instruction_id_list": [3], "kwargs": [{}]}, "instruction_id_list must be a list of strings"),
+    ({"key": 1, "prompt": "p", "instruction_id_list": ["a"], "kwargs": {"x": 1}}, "kwargs must be a list of objects"),
+    ({"key": 1, "prompt": "p", "instruction_id_list": ["a"], "kwargs": [3]}, "kwargs must be a list of objects"),
+    ({"key": 1, "prompt": "p", "instruction_id_list": ["a", "b"], "kwargs": [{}]}, "differ in length"),
+    ({"id": "x", "prompt": ["a chat?"]}, "'prompt' must be a string"),
+    ({"id": "", "prompt": "p"}, "'id' must be a non-empty string or an integer, got \"\""),
+    ({"id": True, "prompt": "p"}, "got true"),
+    ({"id": 1.5, "prompt": "p"}, "got 1.5"),
+    ({"prompt": "p"}, "missing 'id'"),
+])
+def test_prompt_rows_refused_with_the_reason(row, expect):
+    from spar.io import prompt_from_row
+
+    with pytest.raises(ValueError, match=None) as e:
+        prompt_from_row(row)
+    assert expect in str(e.value), str(e.value)
+
+
+def test_prompt_rows_read_in_every_form():
+    from spar.io import prompt_from_row
+
+    p = prompt_from_row({"key": 5, "prompt": "Write.", "instruction_id_list": ["a:b", "c:d"]})  # no kwargs: empty ones
+    assert (p.id, p.text, p.source, [(c.kind, c.kwargs) for c in p.constraints]) == ("5", "Write.", "ifeval", [("a:b", {}), ("c:d", {})])
+    p = prompt_from_row({"key": "k", "prompt": "W", "instruction_id_list": ["a:b"], "kwargs": [None]})
+    assert p.constraints[0].kwargs == {}
+    row = {"id": 0, "prompt": "Hi."}
+    p = prompt_from_row(row)
+    assert p.id == "0" and [(m.role, m.content) for m in p.messages] == [("user", "Hi.")]
+    assert row == {"id": 0, "prompt": "Hi."}  # the caller's row is left as it was
+
+
+def test_an_output_that_is_the_input_is_refused(tmp_path):
+    from spar.io import refuse_same_path
+
+    src = tmp_path / "a.jsonl"
+    src.write_text("")
+    refuse_same_path(src, tmp_path / "b.jsonl", None)
+    with pytest.raises(DataError, match="the output is the input file"):
+        refuse_same_path(src, tmp_path / "b.jsonl", tmp_path / "." / "a.jsonl")
+
+
+def test_a_run_dir_is_never_here_or_above_or_someone_elses(tmp_path, monkeypatch):
+    from spar.io import check_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep").mkdir()
+    for bad in (tmp_path, ".", tmp_path.parent):
+        with pytest.raises(DataError, match="the current directory or one above it"):
+            check_run_dir(bad)
+    monkeypatch.chdir(tmp_path / "deep")
+    with pytest.raises(DataError, match="one above it"):
+        check_run_dir("..")
+    monkeypatch.chdir(tmp_path)
+    check_run_dir(tmp_path / "new")  # not there yet: fine
+    other = tmp_path / "other"
+    other.mkdir()
+    check_run_dir(other)  # empty: fine
+    (other / "prompts.jsonl").write_text("{}\n")
+    with pytest.raises(DataError, match="holds prompts.jsonl, which no spar run wrote here"):
+        check_run_dir(other)
+    (other / "manifest.json").write_text("{}")
+    check_run_dir(other)  # a run's own folder: resumable
+    theirs = tmp_path / "theirs"
+    (theirs / "iter_1").mkdir(parents=True)
+    with pytest.raises(DataError, match="holds iter_1"):
+        check_run_dir(theirs)
+
+
+def test_validation_errors_are_shortened_to_three_located_messages(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"id": "x", "messages": [{"role": "robot", "content": 1}, {"role": "bot"}, {}, {}]}) + "\n")
+    with pytest.raises(DataError) as e:
+        read_prompts(path)
+    msg = str(e.value)
+    assert "messages.0.role" in msg and msg.count(";") == 2 and "messages.0.content" in msg
+
+
+def test_the_appender_writes_utf8_lines_keeps_a_marker_while_open_and_cleans_up(tmp_path):
+    from spar.io import marker
+
+    path = tmp_path / "sub" / "rows.jsonl"
+    with Appender(path) as out:
+        assert marker(path).exists()
+        out.write({"id": "é", "text": "naïve ☕"})
+        out.write(Prompt(id="p", messages=[Message(role="user", content="ü")]))
+    assert not marker(path).exists()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == '{"id": "é", "text": "naïve ☕"}' and '"content":"ü"' in lines[1] and len(lines) == 2
+    with Appender(path) as out:  # appends, never truncates
+        out.write({"id": "3"})
+    assert len(path.read_text().splitlines()) == 3
+    # a failure before the first row removes a file it created, and keeps one that was there
+    fresh = tmp_path / "fresh.jsonl"
+    with pytest.raises(RuntimeError):
+        with Appender(fresh):
+            raise RuntimeError("boom")
+    assert not fresh.exists() and not marker(fresh).exists()
+    with pytest.raises(RuntimeError):
+        with Appender(path):
+            raise RuntimeError("boom")
+    assert len(path.read_text().splitlines()) == 3
+    half = tmp_path / "half.jsonl"
+    with pytest.raises(RuntimeError):
+        with Appender(half) as out:
+            out.write({"id": "1"})
+            raise RuntimeError("boom")
+    assert half.read_text() == '{"id": "1"}\n'
+
+
+def test_resume_refuses_a_folder_and_names_the_line_of_a_torn_file_it_did_not_write(tmp_path):
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(DataError):
+        resume(tmp_path / "d.jsonl", Prompt)
+    torn = tmp_path / "t.jsonl"
+    torn.write_text('{"id": "a", "prompt": "x"}\n{"id": "b", "pro')
+    with pytest.raises(DataError) as e:
+        resume(torn, Prompt)
+    assert str(e.value) == (f"{torn}:2: the last line has no newline, and no interrupted spar run left this file; "
+                            "spar will not cut a file it did not write (complete the line or move the file)")
+    assert resume(tmp_path / "absent.jsonl", Prompt) == ([], set())
+
+
+def test_a_row_level_validation_error_is_located_at_the_row(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "x", "messages": [{"role": "system", "content": "only a system turn"}]}) + "\n")
+    with pytest.raises(DataError) as e:
+        read_prompts(path)
+    assert str(e.value) == f"{path}:1: not a valid prompt row (row: Value error, a prompt needs at least one user message)"

@@ -204,3 +204,56 @@ def test_a_prompt_with_only_free_constraints():
         judge(None, [_prompt(FREE)], ["x"], cfg("hybrid"))
     with pytest.raises(ValueError, match="differ in length"):
         judge(None, [_prompt(FREE)], [], cfg("verifier"))
+
+
+@pytest.mark.parametrize("reply, score", [
+    ("Good.\nScore: 4", 4.0), ("Score: **3.5**", 3.5), ("score： 0", 0.0), ("Score: 2\nthen\nScore: 5", 5.0),
+    ("Score: 7", None), ("No score here", None), ("", None), ("Score: 6.5", None),
+])
+def test_five_point_score_parser(reply, score):
+    from spar.roles.templates import parse_score
+
+    assert parse_score(reply) == score
+    assert parse_score(None) is None
+
+
+@pytest.mark.parametrize("reply, winner", [
+    ("Winner: Judgment A", 1), ("winner: **judgement b**", -1), ("Winner: Judgment A\nWinner: Judgment B", -1),
+    ("Both are fine.", None), ("Winner: Judgment C", None), ("", None),
+])
+def test_meta_judge_winner_parser(reply, winner):
+    from spar.roles.templates import parse_winner
+
+    assert parse_winner(reply) == winner
+    assert parse_winner(None) is None
+
+
+@pytest.mark.parametrize("reply, quality", [
+    ("Fine query.\nScore: 8", 8.0), ("Score: 10", 10.0), ("Score: 0  ", 0.0), ("Score: 11", None), ("Score: 8\nmore", None),
+    ("score: 8", None), ("Score: 8.5", None), ("", None), ("   \n  ", None),
+])
+def test_autoif_quality_parser(reply, quality):
+    from spar.roles.templates import parse_quality
+
+    assert parse_quality(reply) == quality
+    assert parse_quality(None) is None
+
+
+def test_chat_builders_put_each_field_where_its_template_says():
+    from spar.roles import templates as T
+
+    assert [(m.role, m.content) for m in T.judge_chat("DO-X", "RESP-Y")] == [
+        ("system", T.JUDGE_SYSTEM), ("user", T.JUDGE.format(instruction="DO-X", response="RESP-Y"))]
+    chat = T.refine_chat("DO-X", "RESP-Y", "VERDICT-Z")
+    assert [m.role for m in chat] == ["system", "user", "assistant", "user"]
+    assert chat[2].content == "VERDICT-Z" and chat[3].content == T.REFINE
+    assert T.refine_chat("DO-X", "RESP-Y", "V", "edits")[3].content == T.REFINE_EDITS
+    (m,) = T.evolve_chat("SEED", "MAIN", "DESC", [("o1", "d1"), ("o2", "d2")])
+    assert m.role == "user" and m.content == T.EVOLVE.format(
+        seed="SEED", main="MAIN", main_desc="DESC", others='a constraint of the type "o1" (d1) and a constraint of the type "o2" (d2)')
+    assert T.evolve_chat("S", "M", "D", [])[0].content == T.EVOLVE.format(seed="S", main="M", main_desc="D", others="nothing else")
+    assert [(m.role, m.content) for m in T.evolve_check_chat("INS")] == [("user", T.EVOLVE_CHECK.format(instruction="INS"))]
+    assert [(m.role, m.content) for m in T.reward_chat("INS", "RESP")] == [("user", T.REWARD.format(instruction="INS", response="RESP"))]
+    assert [(m.role, m.content) for m in T.meta_judge_chat("INS", "RESP", "JA", "JB")] == [
+        ("user", T.META_JUDGE.format(instruction="INS", response="RESP", a="JA", b="JB"))]
+    assert [(m.role, m.content) for m in T.autoif_chat("Q {x} R", x="7")] == [("user", "Q 7 R")]

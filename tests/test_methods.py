@@ -240,3 +240,13 @@ def test_one_method_registry_drives_the_config_the_cli_and_loading():
         get_method("dpo_only")
     opt = next(p for p in typer.main.get_command(app).commands["iterate"].params if p.name == "method")
     assert all(f"{name}:" in opt.help for name in METHODS)
+
+
+def test_a_dotted_settings_path_is_looked_up_in_one_place():
+    from spar.config import RunConfig
+
+    cfg = RunConfig()
+    assert cfg.at("train_refiner") is cfg.train_refiner and cfg.at("eval.ifeval_data") == cfg.eval.ifeval_data
+    assert cfg.at("search.guard") is True
+    with pytest.raises(AttributeError):
+        cfg.at("search.nothing")

@@ -174,3 +174,107 @@ def test_tree_show_draws_values_votes_and_diffs(tmp_path):
     assert "plus new words" in res.output
     res = CliRunner().invoke(app, ["tree", "show", str(path), "--id", "nope"])
     assert res.exit_code == 2 and "no tree with id 'nope'" in res.output
+
+
+# -- the strategies as generators, driven by hand ----------------------------------------------------
+
+def _drive(strategy: str, root_text: str, kids_of, yes: set[str], budget: int, branch: int = 3, select: int = 2,
+           depth: int = 3, guard=None):
+    """Run one strategy; kids_of(parent_text, k) gives the refinements. Returns (builder, requests)."""
+    from spar.search.strategies import RUNNERS, Judge, Refine, TreeBuilder
+    from spar.types import Node
+
+    root = Node(id=0, parent=None, depth=0, response=root_text,
+                judgment=Judgment(follows=False, votes=[False] * 5, rationale="No.\nFinal judgement: No"))
+    t = TreeBuilder(root, budget, guard)
+    cfg = SearchSettings(strategy=strategy, budget=budget, branch=branch, select=select, depth=depth)
+    gen, answer, requests = RUNNERS[strategy](t, cfg), None, []
+    while True:
+        try:
+            req = gen.send(answer)
+        except StopIteration:
+            return t, requests
+        if isinstance(req, Refine):
+            requests.append(("refine", [n.id for n in req.nodes], req.k, req.greedy))
+            answer = [[(text, "r:" + text) for text in kids_of(n.response, req.k)] for n in req.nodes]
+        else:
+            assert isinstance(req, Judge)
+            requests.append(("judge", list(req.responses)))
+            answer = [Judgment(follows=r in yes, votes=[r in yes] * 5) for r in req.responses]
+
+
+def _fresh(parent: str, k: int) -> list[str]:
+    return [f"{parent}.{i}" for i in range(k)]
+
+
+def test_a_budget_that_runs_out_mid_level_asks_the_last_parent_for_fewer():
+    t, reqs = _drive("bfs", "r", _fresh, yes=set(), budget=4, branch=3, depth=2)
+    # level 1: 3 kids of the root; level 2: the budget leaves 1, so the best kid is asked for one
+    assert reqs[0] == ("refine", [0], 3, False) and reqs[2] == ("refine", [1], 1, False)
+    assert t.judged == 4 and len(t.nodes) == 5 and t.nodes[4].parent == 1 and t.solution is None
+    t, reqs = _drive("bfs", "r", _fresh, yes=set(), budget=5, branch=3, select=2, depth=2)
+    # two parents on level 2, 2 judged nodes left: 2 for the first parent and none for the second
+    assert [r for r in reqs if r[0] == "refine"] == [("refine", [0], 3, False), ("refine", [1], 2, False)]
+    assert t.expanded == 2 and t.judged == 5
+
+
+def test_mixed_takes_are_asked_largest_first_and_kids_keep_their_parents():
+    from spar.search.strategies import Judge, Refine, TreeBuilder
+    from spar.types import Node
+
+    root = Node(id=0, parent=None, depth=0, response="r")
+    t = TreeBuilder(root, budget=4)
+    a = Node(id=1, parent=0, depth=1, response="a")
+    b = Node(id=2, parent=0, depth=1, response="b")
+    t.nodes += [a, b]
+    gen = t.expand([a, b], 3)
+    req = next(gen)
+    assert isinstance(req, Refine) and [n.id for n in req.nodes] == [1] and req.k == 3
+    req = gen.send([[("a1", ""), ("a2", ""), ("a3", "")]])
+    assert isinstance(req, Refine) and [n.id for n in req.nodes] == [2] and req.k == 1
+    req = gen.send([[("b1", "")]])
+    assert isinstance(req, Judge) and req.responses == ["a1", "a2", "a3", "b1"]
+    with pytest.raises(StopIteration) as stop:
+        gen.send([Judgment(follows=False, votes=[False])] * 4)
+    kids = stop.value.value
+    assert [(k.response, k.parent, k.depth) for k in kids] == [("a1", 1, 2), ("a2", 1, 2), ("a3", 1, 2), ("b1", 2, 2)]
+    assert t.expanded == 2 and t.judged == 4 and t.left == 0
+
+
+def test_the_roots_text_and_repeated_texts_are_judged_from_the_cache():
+    t, reqs = _drive("bfs", "r", lambda p, k: ["r", "s", "s"], yes=set(), budget=9, depth=1)
+    assert [r for r in reqs if r[0] == "judge"] == [("judge", ["s"])]  # the root's own text is never re-judged
+    assert t.judged == 1 and t.nodes[1].judgment.follows is False and t.nodes[1].judgment is t.nodes[0].judgment
+
+
+def test_dfs_stops_at_the_first_accepted_grandchild_and_spends_no_more():
+    t, reqs = _drive("dfs", "r", _fresh, yes={"r.0.0"}, budget=15, depth=3)
+    assert t.solution is not None and t.solution.response == "r.0.0"
+    assert t.judged == 6 and [r[1] for r in reqs if r[0] == "refine"] == [[0], [1]]
+    t, _ = _drive("dfs", "r", _fresh, yes=set(), budget=4, depth=3)
+    assert t.judged == 4 and t.solution is None  # the last judged node of the budget is still asked for
+
+
+def test_greedy_and_iterative_spend_their_budget_as_documented():
+    t, reqs = _drive("greedy", "r", _fresh, yes={"r.0"}, budget=15)
+    assert reqs[0] == ("refine", [0], 1, True) and t.solution.response == "r.0" and t.judged == 1
+    t, _ = _drive("greedy", "r", _fresh, yes=set(), budget=15)
+    assert t.solution is None
+    t, _ = _drive("iterative", "r", _fresh, yes=set(), budget=2)
+    assert t.judged == 2 and [n.response for n in t.nodes] == ["r", "r.0", "r.0.0"]
+    t, _ = _drive("iterative", "r", _fresh, yes={"r.0.0.0"}, budget=5)
+    assert t.solution.response == "r.0.0.0" and t.judged == 3
+
+
+def test_the_guard_on_a_node_uses_the_trees_settings_and_rounds_similarity():
+    from spar.roles.guard import GuardConfig, similarity
+    from spar.search.strategies import guard_node
+    from spar.types import Node
+
+    parent = Node(id=0, parent=None, depth=0, response="The tea is green and hot today")
+    kid = Node(id=1, parent=0, depth=1, response="The tea is green and cold today")
+    guard_node(kid, parent, GuardConfig(min_similarity=0.5))
+    assert kid.guard == [] and kid.similarity == round(similarity(parent.response, kid.response), 4) != similarity(
+        parent.response, kid.response)
+    guard_node(kid, parent, GuardConfig(min_similarity=0.99))
+    assert kid.guard == ["similarity"]

@@ -106,9 +106,7 @@ class Run:
 
     def path(self, name: str, t: int) -> Path | None:
         if name.startswith("cfg:"):  # a file the recipe names (None when it names none)
-            value = self.cfg
-            for part in name[4:].split("."):
-                value = getattr(value, part)
+            value = self.cfg.at(name[4:])
             return Path(value) if value else None
         return self.dir / name if name in RUN_FILES else self.dir / f"iter_{t}" / name
 
@@ -172,9 +170,7 @@ class Run:
 
         inputs: dict[str, Any] = {"spar": __version__, "dtype": self.cfg.dtype, "seed": seed, "method": self.method.name}
         for section in stage.settings:
-            value: Any = self.cfg
-            for part in section.split("."):
-                value = getattr(value, part)
+            value = self.cfg.at(section)
             inputs[f"cfg:{section}"] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
         for name in stage.inputs:
             inputs[f"file:{name}"] = self._fingerprint(self.path(name, t))

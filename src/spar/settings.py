@@ -25,6 +25,14 @@ class Settings(BaseModel):
         """A validated copy with some values changed."""
         return type(self).model_validate({**self.model_dump(), **changes})
 
+    def at(self, dotted: str) -> Any:
+        """The value at a dotted settings path (``"train_refiner"``, ``"eval.ifeval_data"``): the one
+        place a stage's declared settings, inputs and sections are looked up by name."""
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
+
 
 class PromptsSettings(Settings):
     source: Literal["procedural", "file"] = "procedural"

@@ -56,9 +56,7 @@ def train_stage(name: str, kind: str, role: str, data: str, section: str, out: s
     """SFT or DPO of ``role``'s current model on the iteration's ``data`` file, settings from ``section``."""
 
     def go(ctx: Context) -> str | None:
-        s = ctx.cfg
-        for part in section.split("."):
-            s = getattr(s, part)
+        s = ctx.cfg.at(section)
         model, losses = S.run_train(kind, ctx.model(role), ctx.path(data), ctx.path(out), s.but(merge_lora=True), ctx.cfg.seed,
                                     ctx.cfg.launcher)
         ctx.spend["loss"] = losses
