@@ -14,17 +14,22 @@ PQ=results/smollm2-135m/pair-quality
 OUT=${OUT:-results/smollm2-135m/refiner-bootstrap-structural}
 RUN=${RUN:-runs/refiner-bootstrap}
 PAIRS=${PAIRS:-128}
+# REJECTED=copy (the default; files *-$PAIRS) or mixed / echo (files *-$REJECTED-$PAIRS): what the
+# rejected reply is (spar bootstrap refiner --pairs-rejected)
+REJECTED=${REJECTED:-copy}
+TAG=$([ "$REJECTED" = copy ] && echo "$PAIRS" || echo "$REJECTED-$PAIRS")
 [ -d "$RUN/refiner/model" ] || { echo "no SFT refiner in $RUN/refiner/model: run experiments/refiner_bootstrap.sh first" >&2; exit 2; }
-$S bootstrap refiner -i "$RUN/answers.jsonl" -o "$RUN/train-again.jsonl" --pairs-out "$RUN/pairs.jsonl" \
+$S bootstrap refiner -i "$RUN/answers.jsonl" -o "$RUN/train-again.jsonl" --pairs-out "$RUN/pairs-$REJECTED.jsonl" \
+  --pairs-rejected "$REJECTED" \
   --heldout-kinds punctuation:no_comma,detectable_format:title,keywords:forbidden_words --per-answer 4 --extra 4
 cmp "$RUN/train-again.jsonl" "$OUT/train.jsonl"  # the pairs are built from the very examples the SFT saw
 python3 -c "import random, sys; rows = open(sys.argv[1]).readlines(); random.Random(27).shuffle(rows); sys.stdout.writelines(rows[:int(sys.argv[2])])" \
-  "$RUN/pairs.jsonl" "$PAIRS" > "$OUT/preference-pairs-$PAIRS.jsonl"
-[ -d "$RUN/refiner-dpo-$PAIRS/model" ] || $S train dpo --model "$RUN/refiner/model" --data "$OUT/preference-pairs-$PAIRS.jsonl" \
-  --out "$RUN/refiner-dpo-$PAIRS" --lora --set learning_rate=5e-5 --set epochs=1 --set max_length=1152 --set lora_r=16 \
+  "$RUN/pairs-$REJECTED.jsonl" "$PAIRS" > "$OUT/preference-pairs-$TAG.jsonl"
+[ -d "$RUN/refiner-dpo-$TAG/model" ] || $S train dpo --model "$RUN/refiner/model" --data "$OUT/preference-pairs-$TAG.jsonl" \
+  --out "$RUN/refiner-dpo-$TAG" --lora --set learning_rate=5e-5 --set epochs=1 --set max_length=1152 --set lora_r=16 \
   --set lora_alpha=32 --set dtype=bf16 --set beta=0.1 --set sft_weight=0.1 --seed 27
-cp "$RUN/refiner-dpo-$PAIRS/train_log.json" "$OUT/train-log-dpo-$PAIRS.json"
-$S bootstrap eval --model "$RUN/refiner-dpo-$PAIRS/model" -i "$PQ/bootstrap-heldout.jsonl" \
-  -o "$OUT/heldout-repairs-dpo-$PAIRS.jsonl" --batch-size 32 --min-similarity 0.5
-$S bootstrap eval --model "$RUN/refiner-dpo-$PAIRS/model" -i "$OUT/heldout-structural.jsonl" \
-  -o "$OUT/structural-repairs-dpo-$PAIRS.jsonl" --batch-size 32 --min-similarity 0.5
+cp "$RUN/refiner-dpo-$TAG/train_log.json" "$OUT/train-log-dpo-$TAG.json"
+$S bootstrap eval --model "$RUN/refiner-dpo-$TAG/model" -i "$PQ/bootstrap-heldout.jsonl" \
+  -o "$OUT/heldout-repairs-dpo-$TAG.jsonl" --batch-size 32 --min-similarity 0.5
+$S bootstrap eval --model "$RUN/refiner-dpo-$TAG/model" -i "$OUT/heldout-structural.jsonl" \
+  -o "$OUT/structural-repairs-dpo-$TAG.jsonl" --batch-size 32 --min-similarity 0.5

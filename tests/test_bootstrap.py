@@ -116,6 +116,29 @@ def test_preference_rows_prefer_the_restoring_edit_to_the_copy_in_both_formats()
         assert edits.apply(ex.broken, edits.parse(pair.rejected[0].content)) == ex.broken
 
 
+
+def test_preference_rows_can_reject_the_echo_of_the_judge_prompt():
+    import pytest
+
+    from spar.roles import edits
+    from spar.roles.guard import machinery
+
+    train, _ = B.offline_examples(completions(), B.BootstrapConfig(eval_share=0.0, seed=1))
+    echo = B.preference_rows(train, rejected="echo")
+    for pair, ex in zip(echo, train):
+        bad = parse_refinement(pair.rejected[0].content)
+        assert bad.startswith(ex.original + "\n\n") and machinery(bad) and not machinery(ex.original)
+        assert parse_refinement(pair.chosen[0].content) == ex.original and pair.origin["rejected"] == "echo"
+    mixed = B.preference_rows(train, rejected="mixed")
+    assert [p.origin["rejected"] for p in mixed[:4]] == ["copy", "echo", "copy", "echo"] and len(mixed) == len(train)
+    assert parse_refinement(mixed[0].rejected[0].content) == train[0].broken
+    assert mixed[1].rejected == echo[1].rejected
+    for pair, ex in zip(B.preference_rows(train, fmt="edits", rejected="echo"), train):
+        fixed = edits.apply(ex.broken, edits.parse(pair.rejected[0].content))
+        assert fixed.startswith(ex.original) and machinery(fixed[len(ex.original):])
+    with pytest.raises(B.DataError, match="rejected must be one of copy, echo, mixed"):
+        B.preference_rows(train, rejected="loose")
+
 def test_refiner_report_counts_repairs_per_group():
     from spar.search.driver import Searcher
 

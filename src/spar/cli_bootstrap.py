@@ -33,6 +33,7 @@ def bootstrap_refiner(
     out: Annotated[Path, typer.Option("--out", "-o", help="refiner SFT rows ({messages, origin}) for `spar train sft`"), OUT],
     eval_out: Annotated[Optional[Path], typer.Option(help="held-out breaks as negatives, for `spar bootstrap eval`"), OUT] = None,
     pairs_out: Annotated[Optional[Path], typer.Option(help="also refiner preference pairs for `spar train dpo` (chosen: the restoring edit, rejected: the answer handed back unchanged)"), OUT] = None,
+    pairs_rejected: Annotated[str, typer.Option(help="with --pairs-out, the rejected reply: copy (the answer handed back unchanged), echo (the restoring edit plus a sentence of the judge prompt), mixed (copy and echo by turns)")] = "copy",
     heldout_kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds never broken in training data (their breaks go to --eval-out)")] = None,
     kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds: only these are added to prompts and broken (default: every kind with a breaker)")] = None,
     whole_fixes: Annotated[bool, typer.Option("--whole-fixes/--no-whole-fixes", help="also teach a fixer's whole edit (the answer before a fixer made it meet an added constraint -> after), e.g. a block of text -> paragraphs")] = True,
@@ -55,6 +56,8 @@ def bootstrap_refiner(
     from spar.types import Completion
 
     _check_format(refine_format)
+    if pairs_rejected not in B.REJECTED:
+        raise DataError(f"--pairs-rejected must be one of {', '.join(B.REJECTED)}, got {pairs_rejected!r}")
     refuse_same_path(input, out, eval_out, pairs_out)
     rows = read_jsonl(input, Completion)
     if teacher:
@@ -73,7 +76,7 @@ def bootstrap_refiner(
     if eval_out:
         write_jsonl(eval_out, B.split_heldout(held, cfg))
     if pairs_out:
-        write_jsonl(pairs_out, B.preference_rows(train, fmt=refine_format))
+        write_jsonl(pairs_out, B.preference_rows(train, fmt=refine_format, rejected=pairs_rejected))
     kinds = collections.Counter(x.kind for x in train)
     typer.echo(f"wrote {len(train)} break-and-restore examples ({sum(x.whole_fix for x in train)} of them whole fixes; {len(sft)} rows) to {out}"
                + (f", {len(held)} held-out breaks to {eval_out}" if eval_out else "") + "; breaks per kind: "

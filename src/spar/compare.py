@@ -212,6 +212,9 @@ def _refiner_cells(it: dict) -> list[str]:
             f(rf.get("search")), f(rf.get("similarity")), f(rf.get("checker_judge"))]
 
 
+# Rendering (the markdown and HTML pages, the plot): checked by the CLI output tests, kept out of
+# `make mutation`, whose scope is the figures, not their layout.
+# pragma: no mutate start
 def markdown(result: dict) -> str:
     def table(head, rows):
         return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(x) + " |" for x in rows])
@@ -277,6 +280,7 @@ def html_page(result: dict) -> str:
             + f"<img alt='accuracy per iteration' src='data:image/png;base64,{_plot(result)}'>")
 
 
+# pragma: no mutate end
 def strip(result: dict) -> dict:
     """The JSON for scripts: per-prompt outcomes left out (they stay in the runs)."""
     return {"runs": [{**r, "iterations": {t: {k: v for k, v in it.items() if not k.endswith("_outcomes")}

@@ -25,14 +25,14 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from spar.constraints.breakers import BREAKERS, break_one
+from spar.constraints.breakers import BREAKERS, break_one, split_sentences
 from spar.constraints.fixers import FIXERS
 from spar.constraints.checkers import follows
 from spar.constraints.procedural import SPECS, contradiction
 from spar.roles import edits
 from spar.roles.guard import GuardConfig, machinery
 from spar.roles.guard import check as guard_check
-from spar.roles.templates import END, START, checklist, judge_chat, refine_chat
+from spar.roles.templates import END, JUDGE, START, checklist, judge_chat, refine_chat
 from spar.types import Completion, Constraint, Judgment, Message, Negative, PreferencePair, Prompt, SFTRow
 
 
@@ -200,24 +200,44 @@ def sft_rows(examples: Sequence[Break], judgments: bool = False, fmt: str = "rew
     return out
 
 
-def preference_rows(examples: Sequence[Break], fmt: str = "rewrite") -> list[PreferencePair]:
+REJECTED = ("copy", "echo", "mixed")
+
+
+def _echo_sentences() -> list[str]:
+    """The judge prompt's sentences after the response: what a refiner pushed off copying was seen
+    to append (results/README.md, the preference stage)."""
+    tail = JUDGE.split("{response}", 1)[1]
+    return [x for x in split_sentences(" ".join(tail.split())) if len(x.split()) >= 4]
+
+
+def preference_rows(examples: Sequence[Break], fmt: str = "rewrite", rejected: str = "copy") -> list[PreferencePair]:
     """Refiner preference pairs (``spar train dpo``): the same refine chat as :func:`sft_rows`, chosen
-    = the restoring edit, rejected = the answer handed back unchanged -- the copy a small refiner
-    falls into, so a preference stage after SFT can push it off copying (issue 27's "teach the edit,
-    not the copy")."""
+    = the restoring edit. Rejected (``rejected``): ``copy``, the answer handed back unchanged -- the
+    copy a small refiner falls into, so a preference stage after SFT can push it off copying (issue
+    27's "teach the edit, not the copy"); ``echo``, the restoring edit with a sentence of the judge
+    prompt appended -- where a refiner pushed off the copy went; ``mixed``, copy and echo by turns
+    (even examples copy, odd echo), the same number of pairs."""
+    if rejected not in REJECTED:
+        raise DataError(f"rejected must be one of {', '.join(REJECTED)}, got {rejected!r}")
+    echoes = _echo_sentences()
     out = []
-    for ex in examples:
+    for i, ex in enumerate(examples):
         chat = refine_chat(ex.prompt.text, ex.broken, ex.rationale, fmt)
+        kind = rejected if rejected != "mixed" else ("copy", "echo")[i % 2]
+        echo = echoes[i % len(echoes)]
         if fmt == "edits":  # the copy as operations: one that quotes a span and gives it back unchanged
             span = ex.broken.split("\n", 1)[0][:60]
-            copy = edits.render([edits.Op(kind="replace", quote=span, text=span)])
-            restore = edits.render(edits.ops_between(ex.broken, ex.original))
+            ops = edits.ops_between(ex.broken, ex.original)
+            restore = edits.render(ops)
+            bad = (edits.render([edits.Op(kind="replace", quote=span, text=span)]) if kind == "copy"
+                   else edits.render([*ops, edits.Op(kind="append", text="\n\n" + echo)]))
         else:
-            copy, restore = f"{START}\n{ex.broken}\n{END}", f"{START}\n{ex.original}\n{END}"
+            restore = f"{START}\n{ex.original}\n{END}"
+            bad = f"{START}\n{ex.broken}\n{END}" if kind == "copy" else f"{START}\n{ex.original}\n\n{echo}\n{END}"
         out.append(PreferencePair(prompt=chat, chosen=[Message(role="assistant", content=restore)],
-                                  rejected=[Message(role="assistant", content=copy)],
+                                  rejected=[Message(role="assistant", content=bad)],
                                   origin={"bootstrap": "offline", "prompt": ex.prompt.id, "broken": ex.kind,
-                                          "rejected": "copy", **({"whole_fix": True} if ex.whole_fix else {})}))
+                                          "rejected": kind, **({"whole_fix": True} if ex.whole_fix else {})}))
     return out
 
 
