@@ -172,3 +172,15 @@ def test_an_unknown_kind_is_named_with_the_closest_known_one():
     assert unknown_kind("zzz") == "no checker for constraint kind 'zzz'"
     kinds = verifiable_kinds()
     assert kinds == sorted(kinds) and "punctuation:no_comma" in kinds and "language:response_language" in kinds
+
+
+def test_the_punkt_tables_are_found_in_the_wheel_or_named_in_the_error(monkeypatch):
+    import importlib.util
+
+    from spar.constraints import checkers as C
+
+    path = C._nltk_data_dir()
+    assert path.parts[-3:] == ("core", "_static", "nltk_cache") and (path / "tokenizers" / "punkt_tab" / "english").is_dir()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(C.CheckerSetupError, match=r"pip install --no-deps llama-index-core==0\.14\.25$"):
+        C._nltk_data_dir()

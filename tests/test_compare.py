@@ -104,3 +104,44 @@ def test_spend_is_summed_over_stages_and_shown_on_the_last_iteration_only(tmp_pa
     assert rows[("a", "0")][-3:] == ["", "", ""] and rows[("a", "1")][-3:] == ["8", "100", "4"]
     assert rows[("old", "1")][-3:] == ["–", "–", "4"] and rows[("a", "1")][5:10] == ["100.00"] * 5
     assert result["runs"][1]["tests"]["ifeval"] == {"from": 0, "to": 1, "prompts": 2, "better": 0, "worse": 1, "p_value": 1.0}
+
+
+def test_a_run_is_read_with_every_evaluation_it_kept(tmp_path):
+    """load_run: the judge's, FollowBench's and the refinement evaluation's figures, the pairs and
+    their similarity, and the run's settings, each read from its own file and key."""
+    from spar.compare import load_run
+
+    run = _run(tmp_path, "r", "m", {1: [True, False]}, dtype="bf16")
+    (run / "config.yaml").write_text("method: self\nmodel: m\ndtype: bf16\njudge:\n  mode: hybrid\neval:\n  max_new_tokens: 99\n")
+    e = run / "iter_1" / "eval"
+    (e / "llmbar.json").write_text(json.dumps({"by_votes": {"1": {"Overall (mean of subsets)": {"accuracy": 0.4}, "unparseable": 2},
+                                                            "5": {"Overall (mean of subsets)": {"accuracy": 0.6}, "unparseable": 1}}}))
+    (e / "followbench.json").write_text(json.dumps({"items": 10, "hsr_mean": 0.3, "ssr_mean": 0.5, "csl": 1.2,
+                                                    "judge": "embedded", "judge_unparsed": 3}))
+    (e / "refine.json").write_text(json.dumps({"failed_answers": 7, "greedy": {"pass": 2, "mean_similarity": 0.9},
+                                               "dfs": {"pass": 4}, "judge_is_the_checkers": True}))
+    pair = {"prompt": [], "chosen": [], "rejected": []}
+    (run / "iter_1" / "dpo.jsonl").write_text("".join(json.dumps({**pair, "origin": o}) + "\n" for o in
+                                                      ({"similarity": 0.8}, {"similarity": 0.6}, {})))
+    (run / "iter_1" / "stats.json").write_text(json.dumps({"independent_pair_similarity": 0.35}))
+    r = load_run(run)
+    assert (r["method"], r["model"], r["judge"], r["dtype"], r["eval_tokens"]) == ("self", "m", "hybrid", "bf16", 99)
+    it = r["iterations"][1]
+    assert it["llmbar"] == {"votes": 5, "accuracy": 0.6, "unparseable": 1}
+    assert it["followbench"] == {"items": 10, "hsr": 0.3, "ssr": 0.5, "csl": 1.2, "judge": "embedded", "unparsed": 3}
+    assert it["refine"] == {"failed": 7, "greedy": 2, "search": 4, "similarity": 0.9, "checker_judge": True}
+    assert it["rows"] == 3 and it["pair_similarity"] == 0.7 and it["independent_similarity"] == 0.35
+    assert it["ifeval"]["prompt_strict"] == 50.0 and it["ifeval_outcomes"] == {"0": True, "1": False}
+    assert r["spend"] == {"calls": 0, "new_tokens": 0, "seconds": 0.0, "recorded": True}  # no manifest: nothing spent
+    from spar.compare import _refiner_cells
+
+    assert _refiner_cells(it) == ["0.6", "5", "1", "7", "2", "4", "0.9", "True"]
+    assert _refiner_cells({}) == ["–"] * 8
+    (e / "refine.json").write_text(json.dumps({"failed_answers": 7, "greedy": {"pass": 2}, "bfs": {"pass": 3}}))
+    (run / "iter_1" / "dpo.jsonl").unlink()
+    (run / "iter_1" / "sft.jsonl").write_text(json.dumps({"messages": [], "origin": {}}) + "\n")
+    it = load_run(run)["iterations"][1]
+    assert it["refine"]["search"] == 3 and it["rows"] == 1 and it["pair_similarity"] is None
+    (run / "config.yaml").write_text("model: m\n")
+    r = load_run(run)
+    assert (r["method"], r["judge"], r["eval_tokens"]) == ("spar", None, None)

@@ -294,3 +294,34 @@ def test_a_row_level_validation_error_is_located_at_the_row(tmp_path):
     with pytest.raises(DataError) as e:
         read_prompts(path)
     assert str(e.value) == f"{path}:1: not a valid prompt row (row: Value error, a prompt needs at least one user message)"
+
+
+def test_an_output_path_is_checked_before_any_work(tmp_path):
+    import os
+
+    from spar.io import check_output
+
+    f, d = tmp_path / "f.jsonl", tmp_path / "d"
+    f.write_text("")
+    d.mkdir()
+    check_output(tmp_path / "new.jsonl")
+    check_output(f)  # an existing file is overwritten or resumed: fine
+    check_output(d, folder=True)
+    check_output(tmp_path / "new-dir", folder=True)
+    with pytest.raises(DataError, match=r"d: a directory, not a file$"):
+        check_output(d)
+    with pytest.raises(DataError, match=r"f.jsonl: a file, not a directory$"):
+        check_output(f, folder=True)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="pipe: .*not a regular file"):
+        check_output(fifo)
+    with pytest.raises(DataError, match="the output is the input file"):
+        check_output(f, inputs=[None, tmp_path / "absent", f])
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(f)
+    with pytest.raises(DataError, match="the output is the input file"):
+        check_output(link, inputs=[f])  # the same file under another name
+    with pytest.raises(DataError, match="the output is the input file"):
+        check_output(f, inputs=[link])
+    check_output(tmp_path / "other.jsonl", inputs=[f, link])
