@@ -12,6 +12,7 @@ import typer
 
 from spar.cli_bootstrap import bootstrap_app
 from spar.cli_eval import eval_followbench, eval_refine
+from spar.cli_report import compare, report
 from spar.cli_experiment import experiment_app
 from spar.cli_models import env, models_app
 from spar.cli_train import train_app
@@ -366,35 +367,8 @@ def demo(
 
 
 
-@app.command()
-@friendly
-def compare(
-    runs: Annotated[list[Path], typer.Argument(help="run directories (SPaR and other methods, or one method's settings)"), IN],
-    html: Annotated[Optional[Path], typer.Option("--html", help="also write an HTML page with a plot per benchmark"), OUT] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="print JSON instead of Markdown")] = False,
-):
-    """Runs side by side: IFEval and held-out scores per iteration, pairs, spend, and exact McNemar
-    tests on the per-prompt outcomes: each run's last iteration against its iteration 0, and every
-    two runs head to head at each iteration both have."""
-    import json
-
-    from spar.compare import compare as run_compare
-    from spar.compare import html_page, markdown, strip
-    from spar.io import write_text
-
-    result = run_compare(runs)
-    typer.echo(json.dumps(strip(result), indent=1) if json_out else markdown(result))
-    if html:
-        write_text(html, html_page(result))
-
-
-@app.command()
-@friendly
-def report(run_dir: Annotated[Path, typer.Argument(help="a run directory"), IN]):
-    """(Re)write RUN_DIR/report.html from the run's files."""
-    from spar.report import write_report
-
-    typer.echo(str(write_report(run_dir)))
+app.command("compare")(compare)
+app.command("report")(report)
 
 
 def main() -> None:  # pragma: no cover
