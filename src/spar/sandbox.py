@@ -32,6 +32,8 @@ from typing import Any
 from spar.io import DataError
 
 WORKER = Path(__file__).with_name("sandbox_worker.py")
+USERNS = Path(__file__).with_name("sandbox_userns.py")
+CALL_ID = 1  # spar.sandbox_userns.CALL_ID
 SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")  # world-writable places, covered by tmpfs
 
 
@@ -121,19 +123,25 @@ def _script(cmd: list[str], limits: Limits) -> str:
 INNER = ["--net", "--pid", "--ipc", "--fork", "--kill-child", "--mount", "--mount-proc"]
 
 
+def call_uid() -> int | None:
+    """The uid calls run under inside the sandbox, apart from their worker's (0 there): only where
+    spar is root, which can map a second identity into the namespace (``spar.sandbox_userns``)."""
+    return CALL_ID if os.geteuid() == 0 else None
+
+
 class _Launch:
     """How a sandboxed command is started. As root: the mounts are prepared as root in a private
-    mount namespace, then ``setpriv`` drops to ``nobody`` (root's files, /etc/shadow included, stay
-    unreadable) and an unprivileged user namespace adds the network, pid and mount namespaces. As
-    another user: one user namespace, prepared the same way from inside."""
+    mount namespace, then ``spar.sandbox_userns`` drops to ``nobody`` (root's files, /etc/shadow
+    included, stay unreadable) in a user namespace that maps a second uid for the calls, and adds
+    the network, pid, IPC and mount namespaces. As another user: one user namespace (one uid),
+    prepared the same way from inside."""
 
     def __init__(self, cmd: list[str], limits: Limits, isolated: bool):
         self.kwargs: dict[str, Any] = {"env": {"PATH": "/usr/bin:/bin"}, "cwd": "/", "start_new_session": True}
         if not isolated:
             self.argv = cmd
         elif os.geteuid() == 0:
-            inner = [shutil.which("setpriv") or "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-                     _unshare(), "--user", "--map-root-user", *INNER, "--", *cmd]
+            inner = [sys.executable, "-I", "-S", str(USERNS), _unshare(), *INNER, "--", *cmd]
             self.argv = [_unshare(), "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _script(inner, limits)]
         else:
             self.argv = [_unshare(), "--user", "--map-root-user", *INNER, "--", "/bin/sh", "-c", _script(cmd, limits)]
@@ -161,6 +169,8 @@ def check(limits: Limits = Limits()) -> dict[str, Any]:
         out.update(namespaces=r.returncode == 0 and pid == "1" and net != "0" and writable == "0", pid_namespace=pid == "1",
                    network_isolated=net != "0", host_files_read_only_and_secrets_hidden=writable == "0", private_tmp=True,
                    runs_as=("nobody (spar runs as root)" if os.geteuid() == 0 else "your own uid, home hidden"),
+                   calls_run_as=("a uid of their own, not the worker's" if call_uid() is not None else
+                                 "the worker's uid (only root can map a second one)"),
                    error=r.stderr.strip()[-300:] or None)
     except (subprocess.SubprocessError, ValueError, OSError) as e:
         out.update(namespaces=False, error=f"{type(e).__name__}: {e}")
@@ -214,6 +224,9 @@ PROBES = {
     "call_cannot_read_a_keyring": ("def probe():\n    " + _LIBC
                                    + "    return libc.syscall(250, 0, -3, 0) >= 0\n"),  # keyctl(GET_KEYRING_ID, session)
     "call_cannot_make_namespaces": "def probe():\n    " + _LIBC + "    return libc.unshare(0x10000000) == 0\n",  # CLONE_NEWUSER
+    # signal 0 asks only whether the call may signal its worker: yes under the worker's own uid
+    "call_cannot_signal_the_worker": ("def probe():\n    import os\n    try:\n        os.kill(os.getppid(), 0)\n"
+                                      "        return True\n    except OSError:\n        return False\n"),
 }
 
 
@@ -237,7 +250,8 @@ def probe_calls(limits: Limits = Limits()) -> dict[str, bool]:
 class _Worker:
     def __init__(self, limits: Limits, isolated: bool):
         self.limits = limits
-        args = [sys.executable, "-I", str(WORKER), json.dumps({**asdict(limits), "pid_namespace": isolated})]
+        args = [sys.executable, "-I", str(WORKER), json.dumps({**asdict(limits), "pid_namespace": isolated,
+                                                               "call_uid": call_uid() if isolated else None})]
         self.proc = _Launch(args, limits, isolated).popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                           stderr=subprocess.DEVNULL)
         self.answers: queue.Queue = queue.Queue()

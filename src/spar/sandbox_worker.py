@@ -10,8 +10,9 @@ file descriptor but the pipe its one result goes back on. The worker reads at mo
 of that pipe, parses it as JSON and nothing else, kills whatever the call left running, and
 removes its directory. Nothing the call does can reach the worker's own stdout.
 
-The worker makes itself non-dumpable, and each call drops every capability (the bounding set too)
-and sets no_new_privs before the model's code runs: inside the user namespace the call would
+The worker makes itself non-dumpable, and each call drops every capability (the bounding set too),
+takes a uid of its own where the namespace maps one (``call_uid``: spar runs as root, see
+``spar.sandbox_userns``) and sets no_new_privs before the model's code runs: inside the user namespace the call would
 otherwise hold all of them, and with them attach to the worker (ptrace, ``pidfd_getfd`` on its
 result pipe, ``/proc/1/mem``), unmount the private /proc or mount an uncapped tmpfs. Last, a
 seccomp filter (:data:`DENIED`) makes the system calls no verifier needs fail with EPERM: mounting,
@@ -49,11 +50,25 @@ def _not_dumpable():
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
 
 
-def _drop_privileges():
-    """Every capability gone (effective, permitted, inheritable, bounding, ambient) and no way back."""
+def _mapped(uid):
+    """Whether ``uid`` is mapped in this user namespace (``spar.sandbox_userns`` maps the calls' uid)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return any(int(a) <= uid < int(a) + int(n) for a, _, n in (line.split() for line in f if line.strip()))
+    except OSError:
+        return False
+
+
+def _drop_privileges(uid=None):
+    """Every capability gone (effective, permitted, inheritable, bounding, ambient) and no way back;
+    with ``uid``, the process becomes that uid and gid (no groups) first: not the worker's."""
     ctypes, libc = _libc()
     for cap in range(64):
         libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # past the kernel's last capability: EINVAL, nothing to drop
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
 
     class Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -132,6 +147,9 @@ def _limit(limits):
     both(resource.RLIMIT_NOFILE, limits["open_files"])
     both(resource.RLIMIT_FSIZE, limits["file_bytes"])
     both(resource.RLIMIT_CORE, 0)
+    both(resource.RLIMIT_MEMLOCK, 0)  # no memory pinned past the host's reach
+    both(resource.RLIMIT_RTPRIO, 0)
+    both(resource.RLIMIT_MSGQUEUE, 0)
 
 
 CALL_FILE = ".call.json"
@@ -143,10 +161,16 @@ def _child(call, limits, seccomp, workdir, result_w):
     try:
         os.setpgid(0, 0)
         os.chdir(workdir)
+        uid = limits.get("call_uid")
+        if uid is not None and not _mapped(uid):
+            raise OSError(f"the calls' uid {uid} is not mapped in the sandbox's user namespace")
         fresh = limits.get("fresh_interpreter", True)
         if fresh:  # the call travels in a file of its own folder, read by the new interpreter
             with open(CALL_FILE, "w") as f:
                 json.dump(call, f)
+        if uid is not None:  # the call's own folder and its file are the call's; nothing else of the worker's
+            for path in (workdir, *([CALL_FILE] if fresh else [])):
+                os.chown(path, uid, uid)
         null = os.open(os.devnull, os.O_RDONLY)
         out = os.open(os.path.join(workdir, ".output"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         os.dup2(null, 0)
@@ -160,7 +184,7 @@ def _child(call, limits, seccomp, workdir, result_w):
                 except OSError:
                     pass
         _limit(limits)
-        _drop_privileges()
+        _drop_privileges(uid)
         _seccomp(seccomp)
         if fresh:
             # A new program image: nothing of the worker's memory (earlier calls' code and input
@@ -248,10 +272,10 @@ SCRATCH = ("/tmp", "/var/tmp", "/dev/shm", "/run/lock", "/var/lock")  # spar.san
 
 
 def _wipe_scratch(base):
-    """Empty the private scratch directories after a call (all but the worker's own base folder), so
-    nothing one call leaves there is seen by the next. Only inside the sandbox, where each of them is
+    """Empty the private scratch directories after a call (and the worker's own base folder, kept
+    itself), so nothing one call leaves there is seen by the next. Only inside the sandbox, where each of them is
     a tmpfs of this worker's own (spar.sandbox mounts them), never on the host."""
-    for d in SCRATCH:
+    for d in (*SCRATCH, base):  # the worker's own folder too: a call under the worker's uid may write there
         try:
             names = os.listdir(d)
         except OSError:
@@ -336,6 +360,8 @@ def main():
     limits = json.loads(sys.argv[1])
     _not_dumpable()
     base = tempfile.mkdtemp(prefix="spar-sandbox-")
+    if limits.get("call_uid") is not None:
+        os.chmod(base, 0o711)  # a call (another uid) reaches its own folder by name, lists nothing
     os.chdir(base)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     out = os.fdopen(os.dup(1), "w")
