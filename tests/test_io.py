@@ -325,3 +325,62 @@ def test_an_output_path_is_checked_before_any_work(tmp_path):
     with pytest.raises(DataError, match="the output is the input file"):
         check_output(f, inputs=[link])
     check_output(tmp_path / "other.jsonl", inputs=[f, link])
+
+
+def _row(i: str) -> Completion:
+    return Completion(id=i, prompt=[Message(role="user", content=i)], completions=[i.upper()])
+
+
+def test_map_rows_does_only_what_is_left_and_keeps_the_items_order(tmp_path):
+    from spar.io import map_rows
+
+    out = tmp_path / "rows.jsonl"
+    items = [f"p{i}" for i in range(7)]
+    seen: list[list[str]] = []
+
+    def work(part, emit, bar):
+        seen.append(list(part))
+        for i in reversed(part):  # rows may come back in any order
+            emit(_row(i))
+
+    # a first run that a budget stops after two chunks of three
+    calls = iter([False, False, True])
+    rows = map_rows(items, out, Completion, key=str, work=work, chunk=3, stop=lambda: next(calls))
+    assert seen == [["p0", "p1", "p2"], ["p3", "p4", "p5"]] and [r.id for r in rows] == items[:6]
+    # the rerun hands only the rest to work, and returns every row in the items' order
+    seen.clear()
+    todo: list[str] = []
+    progress: list[tuple[int, int]] = []
+
+    from contextlib import contextmanager
+
+    @contextmanager
+    def bar(total, done):
+        progress.append((total, done))
+        yield "BAR"
+
+    def work2(part, emit, b):
+        assert b == "BAR"
+        work(part, emit, b)
+
+    rows = map_rows(items, out, Completion, key=str, work=work2, chunk=3, started=todo.extend, progress=bar)
+    assert seen == [["p6"]] and todo == ["p6"] and progress == [(7, 6)]
+    assert [r.id for r in rows] == items and len(out.read_text().splitlines()) == 7
+    # rows of items no longer asked for stay in the file but are not returned
+    assert [r.id for r in map_rows(items[2:4], out, Completion, key=str, work=work)] == ["p2", "p3"]
+
+
+def test_map_rows_keeps_what_was_emitted_before_a_failure(tmp_path):
+    from spar.io import map_rows
+
+    out = tmp_path / "rows.jsonl"
+
+    def work(part, emit, bar):
+        emit(_row(part[0]))
+        raise RuntimeError("the backend failed half way")
+
+    with pytest.raises(RuntimeError):
+        map_rows(["a", "b"], out, Completion, key=str, work=work, chunk=2)
+    assert [r.id for r in read_jsonl(out, Completion)] == ["a"]
+    rows = map_rows(["a", "b"], out, Completion, key=str, work=lambda part, emit, bar: [emit(_row(i)) for i in part])
+    assert [r.id for r in rows] == ["a", "b"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from spar.io import Appender, resume
+from spar.io import map_rows
 from spar.llm import Backend, PartialFailure, Sampling
 from spar.progress import token_bar
 from spar.types import Completion, Prompt
@@ -20,28 +20,22 @@ def generate_file(backend: Backend, prompts: Sequence[Prompt], output: str | Pat
     chunk at a time, so a killed run keeps every finished chunk and a rerun generates only the rest.
     ``stop()`` (a budget) is asked before each chunk: once it says so, the remaining prompts get no row.
     """
-    done_rows, done = resume(output, Completion)
-    todo = [p for p in prompts if p.id not in done]
-    if todo and hasattr(backend, "check"):  # a request the backend would refuse stops the stage before it starts
-        backend.check([p.messages for p in todo], sampling)
-    with Appender(output) as out, token_bar("generate", len(prompts), len(prompts) - len(todo), show) as (tick, advance):
-        for start in range(0, len(todo), chunk):
-            if stop is not None and stop():
-                break
-            part = todo[start:start + chunk]
-            try:
-                texts = backend.generate([p.messages for p in part], sampling, on_batch=tick)
-            except PartialFailure as e:  # keep the finished answers, then report the failure
-                for p, t in zip(part, e.results):
-                    if t is not None:
-                        row = Completion(id=p.id, prompt=p.messages, completions=t, constraints=p.constraints)
-                        out.write(row)
-                        done_rows.append(row)
-                raise
-            for p, t in zip(part, texts):
-                row = Completion(id=p.id, prompt=p.messages, completions=t, constraints=p.constraints)
-                out.write(row)
-                done_rows.append(row)
-            advance(len(part))
-    by_id = {r.id: r for r in done_rows}
-    return [by_id[p.id] for p in prompts if p.id in by_id]
+    def started(todo: list[Prompt]) -> None:  # a request the backend would refuse stops the stage before it starts
+        if todo and hasattr(backend, "check"):
+            backend.check([p.messages for p in todo], sampling)
+
+    def work(part: list[Prompt], emit, bar) -> None:
+        tick, advance = bar
+        try:
+            texts = backend.generate([p.messages for p in part], sampling, on_batch=tick)
+        except PartialFailure as e:  # keep the finished answers, then report the failure
+            for p, t in zip(part, e.results):
+                if t is not None:
+                    emit(Completion(id=p.id, prompt=p.messages, completions=t, constraints=p.constraints))
+            raise
+        for p, t in zip(part, texts):
+            emit(Completion(id=p.id, prompt=p.messages, completions=t, constraints=p.constraints))
+        advance(len(part))
+
+    return map_rows(prompts, output, Completion, key=lambda p: p.id, work=work, chunk=chunk, stop=stop, started=started,
+                    progress=lambda total, done: token_bar("generate", total, done, show))

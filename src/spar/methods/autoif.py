@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import random
 
-from spar.io import Appender, read_jsonl, resume, write_jsonl, write_text
+from spar.io import map_rows, read_jsonl, write_jsonl, write_text
 from spar.llm import Sampling
 from spar.methods.base import Context, Method, Stage
 from spar.methods.common import PROMPTS, eval_stages, train_stage
@@ -192,15 +192,18 @@ def _sample(ctx: Context) -> None:
 
 def _feedback(ctx: Context) -> None:
     funcs = {r["id"]: [f for f, _ in r["functions"]] for r in map(json.loads, ctx.path("kept.jsonl").read_text().splitlines())}
-    out = ctx.path("feedback.jsonl")
-    _, done = resume(out, Feedback)
-    todo = [c for c in read_jsonl(ctx.path("samples.jsonl"), Completion) if c.id not in done]
-    with _pool(ctx) as pool, Appender(out) as f:
-        for c in todo:
+    todo: list[Completion] = []
+
+    def work(part: list[Completion], emit, _bar) -> None:
+        for c in part:
             fs = funcs[c.id.rsplit("-q", 1)[0]]
             v = A.run_functions(pool, fs, c.completions)
             rates = [A.pass_rate([v.results[(fn, y)] for fn in fs]) for y in c.completions]
-            f.write(Feedback(id=c.id, prompt=c.prompt, completions=c.completions, pass_rates=rates))
+            emit(Feedback(id=c.id, prompt=c.prompt, completions=c.completions, pass_rates=rates))
+
+    with _pool(ctx) as pool:
+        map_rows(read_jsonl(ctx.path("samples.jsonl"), Completion), ctx.path("feedback.jsonl"), Feedback,
+                 key=lambda c: c.id, work=work, chunk=ctx.chunk, started=todo.extend)
     ctx.spend["scored"] = len(todo)
 
 
@@ -210,31 +213,31 @@ def _quality(ctx: Context) -> None:
     cannot see). Resumable by input."""
     a = ctx.cfg.autoif
     instruction = {r["id"]: r["instruction"] for r in map(json.loads, ctx.path("kept.jsonl").read_text().splitlines())}
-    out = ctx.path("quality.jsonl")
-    _, done = resume(out, Quality)
-    todo = [f for f in read_jsonl(ctx.path("feedback.jsonl"), Feedback) if f.id not in done]
     asked = kept = 0
-    with Appender(out) as w:
-        for start in range(0, len(todo), ctx.chunk):
-            part = todo[start:start + ctx.chunk]
-            jobs = []  # (row, response index, chat)
-            for k, f in enumerate(part):
-                ins = instruction[f.id.rsplit("-q", 1)[0]]
-                query = f.prompt[-1].content.removesuffix(" " + ins)
-                jobs += [(k, j, T.autoif_chat(T.AUTOIF_QUALITY, instruction=ins, query=query, response=y))
-                         for j, (y, rate) in enumerate(zip(f.completions, f.pass_rates)) if rate >= a.positive]
-            replies = _teacher(ctx).generate([c for _, _, c in jobs], _sampling(ctx, a.quality_samples)) if jobs and a.quality_samples else []
-            got = {(k, j): r for (k, j, _), r in zip(jobs, replies)}
-            for k, f in enumerate(part):
-                scores, texts = [], []
-                for j in range(len(f.completions)):
-                    rs = got.get((k, j), [])
-                    parsed = [v for v in map(T.parse_quality, rs) if v is not None]
-                    scores.append(sum(parsed) / len(parsed) if parsed else None)
-                    texts.append(rs)
-                    asked += bool(rs)
-                    kept += bool(parsed) and sum(parsed) / len(parsed) >= a.quality_min
-                w.write(Quality(id=f.id, scores=scores, replies=texts))
+
+    def work(part: list[Feedback], emit, _bar) -> None:
+        nonlocal asked, kept
+        jobs = []  # (row, response index, chat)
+        for k, f in enumerate(part):
+            ins = instruction[f.id.rsplit("-q", 1)[0]]
+            query = f.prompt[-1].content.removesuffix(" " + ins)
+            jobs += [(k, j, T.autoif_chat(T.AUTOIF_QUALITY, instruction=ins, query=query, response=y))
+                     for j, (y, rate) in enumerate(zip(f.completions, f.pass_rates)) if rate >= a.positive]
+        replies = _teacher(ctx).generate([c for _, _, c in jobs], _sampling(ctx, a.quality_samples)) if jobs and a.quality_samples else []
+        got = {(k, j): r for (k, j, _), r in zip(jobs, replies)}
+        for k, f in enumerate(part):
+            scores, texts = [], []
+            for j in range(len(f.completions)):
+                rs = got.get((k, j), [])
+                parsed = [v for v in map(T.parse_quality, rs) if v is not None]
+                scores.append(sum(parsed) / len(parsed) if parsed else None)
+                texts.append(rs)
+                asked += bool(rs)
+                kept += bool(parsed) and sum(parsed) / len(parsed) >= a.quality_min
+            emit(Quality(id=f.id, scores=scores, replies=texts))
+
+    map_rows(read_jsonl(ctx.path("feedback.jsonl"), Feedback), ctx.path("quality.jsonl"), Quality, key=lambda f: f.id,
+             work=work, chunk=ctx.chunk)
     ctx.spend.update(asked=asked, kept=kept)
 
 

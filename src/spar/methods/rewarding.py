@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spar.io import Appender, read_jsonl, read_prompts, resume, write_jsonl, write_text
+from spar.io import map_rows, read_jsonl, read_prompts, write_jsonl, write_text
 from spar.llm import Backend, Sampling
 from spar.methods.base import Context, Method, Stage
 from spar.methods.common import PROMPTS, SAMPLE, eval_stages, train_stage
@@ -29,34 +29,29 @@ def run_reward(backend: Backend | None, mode: str, s: RewardSettings, prompts: P
     of answers, and once it says so the rest stay unscored."""
     by_id = {p.id: p for p in read_prompts(prompts)}
     items = [(c.id, k, text) for c in read_jsonl(samples, Completion) for k, text in enumerate(c.completions)]
-    done_rows, done = resume(out, Scored, key="key")
-    todo = [it for it in items if f"{it[0]}#{it[1]}" not in done]
     sampling = (Sampling(n=1, temperature=0.0, max_new_tokens=s.max_new_tokens, seed=seed) if s.samples == 1 else
                 Sampling(n=s.samples, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens, seed=seed))
-    with Appender(out) as f, token_bar("reward", len(items), len(items) - len(todo), show) as (tick, advance):
-        for start in range(0, len(todo), chunk):
-            if stop is not None and stop():
-                break
-            part = todo[start:start + chunk]
+
+    def work(part, emit, bar) -> None:
+        tick, advance = bar
+        if mode == "verifier":
+            replies: list[list[str]] = [[] for _ in part]
+        else:
+            replies = backend.generate([reward_chat(by_id[i].text, t) for i, _, t in part], sampling, on_batch=tick)
+        for (i, k, text), reps in zip(part, replies):
+            checked = R.verifier_score(by_id[i], text) if mode != "llm" else None
             if mode == "verifier":
-                replies: list[list[str]] = [[] for _ in part]
-            else:
-                replies = backend.generate([reward_chat(by_id[i].text, t) for i, _, t in part], sampling, on_batch=tick)
-            for (i, k, text), reps in zip(part, replies):
-                checked = R.verifier_score(by_id[i], text) if mode != "llm" else None
-                if mode == "verifier":
-                    row = Scored(id=i, index=k, response=text, scores=[checked], score=checked, by="verifier")
-                else:
-                    scores = [parse_score(r) for r in reps]
-                    score = R.mean_score(scores)
-                    if mode == "hybrid" and score is not None and checked is not None:
-                        score = min(score, checked)
-                    row = Scored(id=i, index=k, response=text, scores=scores, replies=reps, score=score)
-                f.write(row)
-                done_rows.append(row)
-            advance(len(part))
-    order = {f"{i}#{k}": n for n, (i, k, _) in enumerate(items)}
-    return sorted((r for r in done_rows if r.key in order), key=lambda r: order[r.key])
+                emit(Scored(id=i, index=k, response=text, scores=[checked], score=checked, by="verifier"))
+                continue
+            scores = [parse_score(r) for r in reps]
+            score = R.mean_score(scores)
+            if mode == "hybrid" and score is not None and checked is not None:
+                score = min(score, checked)
+            emit(Scored(id=i, index=k, response=text, scores=scores, replies=reps, score=score))
+        advance(len(part))
+
+    return map_rows(items, out, Scored, key=lambda it: f"{it[0]}#{it[1]}", row_key="key", work=work, chunk=chunk,
+                    stop=stop, progress=lambda total, done: token_bar("reward", total, done, show))
 
 
 def run_meta_judge(backend: Backend, s: RewardSettings, prompts: Path, rewards: Path, out: Path, seed: int,
@@ -74,22 +69,19 @@ def run_meta_judge(backend: Backend, s: RewardSettings, prompts: Path, rewards: 
             players = R.judgments_of(pick)
             rows.append(MetaJudged(id=pid, index=pick.index, response=pick.response, judgments=players,
                                    pairs=R.comparisons(len(players))))
-    done_rows, done = resume(out, MetaJudged)
-    todo = [r for r in rows if r.id not in done]
     sampling = Sampling(n=1, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.meta_max_new_tokens, seed=seed)
-    with Appender(out) as f, token_bar("meta-judge", len(rows), len(rows) - len(todo), show) as (tick, advance):
-        for start in range(0, len(todo), chunk):
-            part = todo[start:start + chunk]
-            chats = [meta_judge_chat(by_id[r.id].text, r.response, r.judgments[a], r.judgments[b])
-                     for r in part for a, b in r.pairs]
-            replies = iter(backend.generate(chats, sampling, on_batch=tick))
-            for r in part:
-                reps = [next(replies)[0] for _ in r.pairs]
-                row = r.model_copy(update={"replies": reps, "outcomes": [parse_winner(x) or 0 for x in reps]})
-                f.write(row)
-                done_rows.append(row)
-            advance(len(part))
-    return done_rows
+
+    def work(part, emit, bar) -> None:
+        tick, advance = bar
+        chats = [meta_judge_chat(by_id[r.id].text, r.response, r.judgments[a], r.judgments[b]) for r in part for a, b in r.pairs]
+        replies = iter(backend.generate(chats, sampling, on_batch=tick))
+        for r in part:
+            reps = [next(replies)[0] for _ in r.pairs]
+            emit(r.model_copy(update={"replies": reps, "outcomes": [parse_winner(x) or 0 for x in reps]}))
+        advance(len(part))
+
+    return map_rows(rows, out, MetaJudged, key=lambda r: r.id, work=work, chunk=chunk,
+                    progress=lambda total, done: token_bar("meta-judge", total, done, show))
 
 
 def _reward(ctx: Context) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spar.io import Appender, read_jsonl, resume
+from spar.io import map_rows, read_jsonl
 from spar.llm import Backend
 from spar.progress import token_bar
 from spar.roles.judge import judge
@@ -42,18 +42,14 @@ def judge_file(backend: Backend | None, input: str | Path, output: str | Path, c
     samples = read_jsonl(input, Completion)  # validated whole before anything is written
     check_samples(input, samples)
     items = [(s, k, text) for s in samples for k, text in enumerate(s.completions)]
-    done_rows, _ = resume(output, JudgedSample)
-    done = {r.key for r in done_rows}
-    todo = [it for it in items if f"{it[0].id}#{it[1]}" not in done]
-    with Appender(output) as out, token_bar("judge", len(items), len(items) - len(todo), show) as (tick, advance):
-        for start in range(0, len(todo), chunk):
-            part = todo[start:start + chunk]
-            prompts = [Prompt(id=s.id, messages=s.prompt, constraints=s.constraints) for s, _, _ in part]
-            judgments = judge(backend, prompts, [t for _, _, t in part], cfg, seed=seed, on_batch=tick)
-            for (s, k, text), j in zip(part, judgments):
-                row = JudgedSample(id=s.id, index=k, response=text, judgment=j)
-                out.write(row)
-                done_rows.append(row)
-            advance(len(part))
-    order = {f"{s.id}#{k}": i for i, (s, k, _) in enumerate(items)}
-    return sorted((r for r in done_rows if r.key in order), key=lambda r: order[r.key])
+
+    def work(part, emit, bar) -> None:
+        tick, advance = bar
+        prompts = [Prompt(id=s.id, messages=s.prompt, constraints=s.constraints) for s, _, _ in part]
+        judgments = judge(backend, prompts, [t for _, _, t in part], cfg, seed=seed, on_batch=tick)
+        for (s, k, text), j in zip(part, judgments):
+            emit(JudgedSample(id=s.id, index=k, response=text, judgment=j))
+        advance(len(part))
+
+    return map_rows(items, output, JudgedSample, key=lambda it: f"{it[0].id}#{it[1]}", row_key="key", work=work,
+                    chunk=chunk, progress=lambda total, done: token_bar("judge", total, done, show))

@@ -3,12 +3,11 @@ killed run keeps every finished tree and a rerun searches only the rest)."""
 
 from __future__ import annotations
 
-from spar.io import DataError
-
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
-from spar.io import Appender, read_jsonl, resume
+from spar.io import DataError, map_rows, read_jsonl
 from spar.progress import bar
 from spar.search.driver import Searcher
 from spar.types import Negative, Tree
@@ -22,23 +21,20 @@ def search_file(searcher: Searcher, input: str | Path, output: str | Path, chunk
     keys = [n.key for n in negatives]
     if len(set(keys)) != len(keys):
         raise DataError(f"{input}: duplicate negatives (same prompt id and sample index)")
-    done_rows, done = resume(output, Tree)
-    todo = [n for n in negatives if n.key not in done]
-    with Appender(output) as out, bar() as progress:
-        task = progress.add_task(f"search ({searcher.cfg.strategy})", total=len(negatives),
-                                 completed=len(negatives) - len(todo), visible=show)
+    @contextmanager
+    def progress(total: int, done: int):
+        with bar() as p:
+            task = p.add_task(f"search ({searcher.cfg.strategy})", total=total, completed=done, visible=show)
+            yield lambda: p.update(task, advance=1)
 
+    def work(part: list[Negative], emit, advance) -> None:
         def done_one(tree: Tree) -> None:
-            out.write(tree)
-            done_rows.append(tree)
-            progress.update(task, advance=1)
+            emit(tree)
+            advance()
 
-        for start in range(0, len(todo), chunk):
-            if stop is not None and stop():
-                break
-            if hasattr(searcher.backend, "search_trees"):  # replicas of their own (Ray): whole trees each
-                searcher.backend.search_trees(searcher, todo[start:start + chunk], on_done=done_one)
-            else:  # trees advance together inside a chunk; chunks bound the memory of one batched call
-                searcher.run(todo[start:start + chunk], on_done=done_one)
-    order = {k: i for i, k in enumerate(keys)}
-    return sorted((t for t in done_rows if t.id in order), key=lambda t: order[t.id])
+        if hasattr(searcher.backend, "search_trees"):  # replicas of their own (Ray): whole trees each
+            searcher.backend.search_trees(searcher, part, on_done=done_one)
+        else:  # trees advance together inside a chunk; chunks bound the memory of one batched call
+            searcher.run(part, on_done=done_one)
+
+    return map_rows(negatives, output, Tree, key=lambda n: n.key, work=work, chunk=chunk, stop=stop, progress=progress)
