@@ -213,3 +213,24 @@ def test_stage_commands_default_to_the_loops_settings():
         for name in shared:
             assert params[name] == fields[name], f"spar {cmd} --{name.replace('_', '-')}: {params[name]!r} vs {fields[name]!r}"
     assert {p.name: p.default for p in commands["search"].params}["max_new_tokens"] == 512
+
+
+def test_bootstrap_defaults_are_declared_once():
+    """`spar bootstrap refiner`, the loop's bootstrap settings and the bootstrap's own config agree
+    (per_answer, extra, judgments, whole_fixes, eval_share, budget)."""
+    import dataclasses
+
+    import typer.main
+
+    from spar.cli import app
+    from spar.selfplay.bootstrap import BootstrapConfig
+    from spar.settings import BootstrapSettings
+
+    cmd = typer.main.get_command(app).commands["bootstrap"].commands["refiner"]
+    params = {p.name: p.default for p in cmd.params}
+    settings = {n: f.default for n, f in BootstrapSettings.model_fields.items()}
+    config = {f.name: f.default for f in dataclasses.fields(BootstrapConfig)}
+    shared = ("per_answer", "extra", "judgments", "whole_fixes", "eval_share")
+    for name in shared:
+        assert params[name] == settings[name] == config[name], name
+    assert params["budget"] == settings["budget"]

@@ -9,7 +9,9 @@ import typer
 
 from spar.cli_common import JUDGE, SEARCH, DtypeOpt, ModelOpt, _backend, friendly, IN, OUT
 from spar.io import DataError
-from spar.settings import JudgeSettings
+from spar.settings import BootstrapSettings, JudgeSettings
+
+BOOT = BootstrapSettings()
 
 bootstrap_app = typer.Typer(help="Teach the refiner to edit before self-play: data from broken-and-restored answers or a teacher.",
                             no_args_is_help=True)
@@ -36,14 +38,14 @@ def bootstrap_refiner(
     pairs_rejected: Annotated[str, typer.Option(help="with --pairs-out, the rejected reply: copy (the answer handed back unchanged), echo (the restoring edit plus a sentence of the judge prompt), mixed (copy and echo by turns)")] = "copy",
     heldout_kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds never broken in training data (their breaks go to --eval-out)")] = None,
     kinds: Annotated[Optional[str], typer.Option(help="comma-separated constraint kinds: only these are added to prompts and broken (default: every kind with a breaker)")] = None,
-    whole_fixes: Annotated[bool, typer.Option("--whole-fixes/--no-whole-fixes", help="also teach a fixer's whole edit (the answer before a fixer made it meet an added constraint -> after), e.g. a block of text -> paragraphs")] = True,
-    eval_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of prompts whose breaks go to --eval-out")] = 0.2,
-    per_answer: Annotated[int, typer.Option(min=1, help="broken copies per answer, each breaking another constraint")] = 2,
-    extra: Annotated[int, typer.Option(help="constraints an answer happens to meet, added to its prompt")] = 2,
-    judgments: Annotated[bool, typer.Option("--judgments/--no-judgments", help="also judgment rows (broken -> No, original -> Yes; off: the checkers vouch for the constraints, not for the task)")] = False,
+    whole_fixes: Annotated[bool, typer.Option("--whole-fixes/--no-whole-fixes", help="also teach a fixer's whole edit (the answer before a fixer made it meet an added constraint -> after), e.g. a block of text -> paragraphs")] = BOOT.whole_fixes,
+    eval_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of prompts whose breaks go to --eval-out")] = BOOT.eval_share,
+    per_answer: Annotated[int, typer.Option(min=1, help="broken copies per answer, each breaking another constraint")] = BOOT.per_answer,
+    extra: Annotated[int, typer.Option(help="constraints an answer happens to meet, added to its prompt")] = BOOT.extra,
+    judgments: Annotated[bool, typer.Option("--judgments/--no-judgments", help="also judgment rows (broken -> No, original -> Yes; off: the checkers vouch for the constraints, not for the task)")] = BOOT.judgments,
     teacher: Annotated[Optional[str], typer.Option(help="model string of a stronger model: it judges and refines instead (the paper's way)")] = None,
     votes: Annotated[int, typer.Option(min=1, help="with --teacher: judge votes per answer")] = 1,
-    budget: Annotated[int, typer.Option(min=1, help="with --teacher: judged refinements per failed answer")] = 6,
+    budget: Annotated[int, typer.Option(min=1, help="with --teacher: judged refinements per failed answer")] = BOOT.budget,
     max_new_tokens: Annotated[int, typer.Option(min=1, help="with --teacher: tokens per judge reply and refinement")] = 512,
     seed: Annotated[int, typer.Option(help="seed of the breaks (offline) or sampling (teacher)")] = 0,
     refine_format: Annotated[str, typer.Option(help="the refiner's reply in the rows: rewrite (the whole answer) or edits (operations on it; search.refine_format)")] = "rewrite",

@@ -175,6 +175,16 @@ class BootstrapSettings(Settings):
     k: int = Field(4, ge=1)  # answers per prompt
     per_answer: int = Field(2, ge=1)  # broken copies per answer
     extra: int = Field(2, ge=0)  # constraints an answer happens to meet, added to its prompt
+    # also judgment examples (broken -> No, original -> Yes). Off: the checkers vouch for the
+    # constraints, not for the task, and a small actor's answers are often off-task, so a "Yes" on
+    # them would teach the judge to ignore the task question its prompt asks first.
+    judgments: bool = False
+    # also teach a fixer's whole edit (the answer before a fixer made it meet an added constraint ->
+    # after, e.g. one block of text -> paragraphs), what a failed answer of the loop usually needs
+    whole_fixes: bool = True
+    # share of prompts whose breaks `spar bootstrap refiner` holds out for `spar bootstrap eval`
+    # (the loop's bootstrap holds none out)
+    eval_share: float = Field(0.2, ge=0, lt=1)
     budget: int = Field(6, ge=1)  # teacher: judged refinements per failed answer
     train: TrainSettings = TrainSettings(learning_rate=2e-5, epochs=2, max_length=768)
 
@@ -318,9 +328,20 @@ class SelfSettings(Settings):
     meta_skill: bool = True  # also train on the accepted refinement replies (feedback -> refinement)
 
 
-class AutoIFSettings(Settings):
+class CrossValidation(Settings):
+    """AutoIF's rules for keeping an instruction's verification functions and test cases
+    (``spar.selfplay.autoif.cross_validate``); part of ``AutoIFSettings``."""
+
+    rules: Literal["code", "paper"] = "code"
+    min_functions: int = Field(3, ge=1)  # code; the paper asks for 1
+    min_cases: int = Field(10, ge=1)  # code; the paper asks for 1
+    function_accuracy: float = Field(0.8, ge=0, le=1)  # code: >= on the kept cases; paper: > 0.5 on all cases
+
+
+class AutoIFSettings(CrossValidation):
     """AutoIF (``spar.methods.autoif``; spec ``autoif.md``). Defaults: the reference code's
-    cross-validation rules and the paper's response threshold, at CPU-sized counts."""
+    cross-validation rules (the fields of ``CrossValidation``) and the paper's response threshold,
+    at CPU-sized counts."""
 
     teacher: str | None = None  # model string of the supervision model; None = the actor itself (self-alignment)
     instructions: int = Field(16, ge=1)  # new instructions asked for per augmentation request
@@ -331,10 +352,6 @@ class AutoIFSettings(Settings):
     # case_samples texts asked to follow and as many asked to break the instruction (for small teachers)
     requests: Literal["joint", "split"] = "joint"
     case_samples: int = Field(6, ge=1)  # split: texts per label per instruction
-    rules: Literal["code", "paper"] = "code"
-    min_functions: int = Field(3, ge=1)
-    min_cases: int = Field(10, ge=1)
-    function_accuracy: float = Field(0.8, ge=0, le=1)
     back_translation: bool = True  # the model itself judges contradiction (no NLI model offline)
     queries: int = Field(4, ge=1)  # queries (spar's seed tasks) per kept instruction
     positive: float = Field(0.5, ge=0, le=1)  # pass rate of a chosen response at least this

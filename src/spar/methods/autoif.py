@@ -106,8 +106,7 @@ def _pool(ctx: Context):
 
 def _verify(ctx: Context) -> None:
     a = ctx.cfg.autoif
-    cfg = A.CrossValidation(rules=a.rules, min_functions=a.min_functions, min_cases=a.min_cases,
-                            function_accuracy=a.function_accuracy)
+    cfg = a  # AutoIFSettings holds the cross-validation rules (a CrossValidation)
     rows = [json.loads(x) for x in ctx.path("functions.jsonl").read_text().splitlines()]
     out, reasons, failures = [], {}, {}
     with _pool(ctx) as pool:

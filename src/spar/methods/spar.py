@@ -40,9 +40,9 @@ def _bootstrap_data(ctx: Context) -> None:
         out = B.teacher_rows(ctx.run.backend(b.teacher), rows, c.judge.but(mode="hybrid"),
                              c.search.but(budget=b.budget), seed)
     else:
-        train, _ = B.offline_examples(rows, B.BootstrapConfig(per_answer=b.per_answer, extra=b.extra, eval_share=0.0,
-                                                              seed=seed))
-        out = B.sft_rows(train, fmt=c.search.refine_format)
+        train, _ = B.offline_examples(rows, B.BootstrapConfig(per_answer=b.per_answer, extra=b.extra, judgments=b.judgments,
+                                                              whole_fixes=b.whole_fixes, eval_share=0.0, seed=seed))
+        out = B.sft_rows(train, b.judgments, fmt=c.search.refine_format)
     write_jsonl(ctx.path("bootstrap.jsonl"), out)
     ctx.spend["rows"] = len(out)
 

@@ -17,19 +17,13 @@ import random
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from spar.settings import CrossValidation  # the rules' settings, declared once (in spar.settings)
 
 _JSON_BLOCK = re.compile(r"```json\s*(.*?)```", re.DOTALL)
 _FENCE = re.compile(r"```[\w+-]*\n?(.*?)(?:```|$)", re.DOTALL)
 _BANNED_LINE = re.compile(r"download|requests")  # the reference's filter; the sandbox is what protects
-
-
-@dataclass(frozen=True)
-class CrossValidation:
-    rules: Literal["code", "paper"] = "code"
-    min_functions: int = 3  # code; the paper asks for 1
-    min_cases: int = 10  # code; the paper asks for 1
-    function_accuracy: float = 0.8  # code: >= on the kept cases; paper: > 0.5 on all cases
 
 
 def parse_instructions(reply: str) -> list[str]:

@@ -33,24 +33,23 @@ from spar.roles import edits
 from spar.roles.guard import GuardConfig, machinery
 from spar.roles.guard import check as guard_check
 from spar.roles.templates import END, JUDGE, START, checklist, judge_chat, refine_chat
+from spar.settings import BootstrapSettings
 from spar.types import Completion, Constraint, Judgment, Message, Negative, PreferencePair, Prompt, SFTRow
+
+
+_DEFAULT = BootstrapSettings()  # the shared knobs are declared there once (with their reasons)
 
 
 @dataclass(frozen=True)
 class BootstrapConfig:
-    per_answer: int = 2  # broken copies of one answer (each breaks another constraint)
-    extra: int = 2  # constraints an answer happens to meet, added to its prompt (more kinds to break)
-    # also judgment examples (broken -> No, original -> Yes). Off by default: the checkers vouch for
-    # the constraints, not for the task, and a small actor's answers are often off-task, so a "Yes"
-    # on them would teach the judge to ignore the task question its prompt asks first.
-    judgments: bool = False
+    per_answer: int = _DEFAULT.per_answer  # broken copies of one answer (each breaks another constraint)
+    extra: int = _DEFAULT.extra  # constraints an answer happens to meet, added to its prompt (more kinds to break)
+    judgments: bool = _DEFAULT.judgments  # also judgment examples (broken -> No, original -> Yes)
     heldout_kinds: tuple[str, ...] = ()  # kinds never broken in training data: their breaks go to eval
     kinds: tuple[str, ...] = ()  # only these kinds are added and broken (empty: every kind with a breaker)
-    # also teach a fixer's whole edit: the answer as it was before a fixer made it meet an added
-    # constraint -> the fixed answer (e.g. one block of text -> paragraphs with *** between), which is
-    # what a failed answer of the loop usually needs; a break teaches only the undoing of one slip
-    whole_fixes: bool = True
-    eval_share: float = 0.2  # share of prompts whose breaks go to eval instead of training
+    # also teach a fixer's whole edit (a break teaches only the undoing of one slip)
+    whole_fixes: bool = _DEFAULT.whole_fixes
+    eval_share: float = _DEFAULT.eval_share  # share of prompts whose breaks go to eval instead of training
     min_words: int = 8  # shorter answers are not worth restoring
     max_words: int = 160  # longer ones cost the most to train on (a refine example holds the answer twice)
     # a restoration this guard rejects is no example of an edit. 0.5, not the search's 0.7: a break that
