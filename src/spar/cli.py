@@ -174,7 +174,7 @@ def judge(
 
     refuse_same_path(input, output)
     cfg = JudgeSettings(votes=votes, mode=mode, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
-    backend = None if cfg.mode == "verifier" else _backend(model, batch_size, dtype=dtype, max_new_tokens=max_new_tokens)
+    backend = None if not cfg.needs_model else _backend(model, batch_size, dtype=dtype, max_new_tokens=max_new_tokens)
     rows = run_judge(backend, cfg, input, output, seed, chunk=batch_size)
     n_yes = sum(r.judgment.follows is True for r in rows)
     n_none = sum(r.judgment.follows is None for r in rows)

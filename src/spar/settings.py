@@ -68,6 +68,12 @@ class JudgeSettings(Settings):
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(384, ge=1)
 
+    @property
+    def needs_model(self) -> bool:
+        """Whether judging asks a model (the verifier judge only runs the checkers): the one place
+        that decides whether a judge stage, a search or a reward stage needs a backend."""
+        return self.mode != "verifier"
+
     def sampling(self, seed: int) -> Sampling:
         if self.votes == 1:
             return Sampling(n=1, temperature=0.0, max_new_tokens=self.max_new_tokens, seed=seed)

@@ -49,9 +49,9 @@ def run_judge(backend: Backend | None, s: JudgeSettings, samples: Path, out: Pat
     """Every answer judged (votes, majority, mode); ``backend`` may be None in verifier mode."""
     from spar.roles.stage import judge_file
 
-    if s.mode != "verifier" and backend is None:
+    if s.needs_model and backend is None:
         raise DataError(f"judge mode {s.mode!r} needs a model")
-    return judge_file(backend if s.mode != "verifier" else None, samples, out, s, seed=seed, chunk=chunk, show=show)
+    return judge_file(backend if s.needs_model else None, samples, out, s, seed=seed, chunk=chunk, show=show)
 
 
 def run_negatives(s: NegativesSettings, prompts: Path, judgments: Path, out: Path, seed: int) -> list[Negative]:

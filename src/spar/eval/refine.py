@@ -128,5 +128,5 @@ def search_at_inference(refiner: Backend, prompts: Sequence[Prompt], answers: di
                      "original": n.response, "final": text})
     spend = {"seconds": round(time.perf_counter() - t0, 1), "judged_answers": len(judged), "searched": len(negatives),
              "replaced": sum(r["replaced"] for r in rows), "nodes": sum(r["nodes"] for r in rows),
-             "refiner_calls": searcher.calls + (1 if judge_cfg.mode != "verifier" else 0)}
+             "refiner_calls": searcher.calls + (1 if judge_cfg.needs_model else 0)}
     return final, rows, spend

@@ -29,7 +29,7 @@ SAMPLE = Stage("sample", _sample, inputs=("prompts.jsonl",), outputs=("samples.j
 
 
 def _judge(ctx: Context) -> None:
-    backend = ctx.backend("refiner") if ctx.cfg.judge.mode != "verifier" else None
+    backend = ctx.backend("refiner") if ctx.cfg.judge.needs_model else None
     rows = S.run_judge(backend, ctx.cfg.judge, ctx.path("samples.jsonl"), ctx.path("judgments.jsonl"), ctx.seed,
                        chunk=ctx.chunk, show=ctx.show)
     ctx.spend["labels"] = {"yes": sum(r.judgment.follows is True for r in rows),

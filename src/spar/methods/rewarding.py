@@ -85,10 +85,10 @@ def run_meta_judge(backend: Backend, s: RewardSettings, prompts: Path, rewards: 
 
 
 def _reward(ctx: Context) -> None:
-    mode = ctx.cfg.judge.mode
-    rows = run_reward(ctx.backend("actor") if mode != "verifier" else None, mode, ctx.cfg.reward, ctx.path("prompts.jsonl"),
-                      ctx.path("samples.jsonl"), ctx.path("rewards.jsonl"), ctx.seed, chunk=ctx.chunk, show=ctx.show,
-                      stop=ctx.budget.exhausted if mode != "verifier" else None)
+    judge = ctx.cfg.judge
+    rows = run_reward(ctx.backend("actor") if judge.needs_model else None, judge.mode, ctx.cfg.reward,
+                      ctx.path("prompts.jsonl"), ctx.path("samples.jsonl"), ctx.path("rewards.jsonl"), ctx.seed,
+                      chunk=ctx.chunk, show=ctx.show, stop=ctx.budget.exhausted if judge.needs_model else None)
     ctx.spend.update(scored=sum(r.score is not None for r in rows),
                      abstentions=sum(x is None for r in rows for x in r.scores))
 
@@ -100,7 +100,7 @@ def _meta(ctx: Context) -> None:
 
 
 def _meta_when(cfg, t: int) -> bool:
-    return cfg.method == "meta_rewarding" and cfg.judge.mode != "verifier" and t <= cfg.reward.meta_judge_iterations
+    return cfg.method == "meta_rewarding" and cfg.judge.needs_model and t <= cfg.reward.meta_judge_iterations
 
 
 def _pairs(ctx: Context) -> None:

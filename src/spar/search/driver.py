@@ -93,7 +93,7 @@ class Searcher:
     def _judge(self, items: list[tuple[Prompt, str]]):
         js = judge(self.backend, [p for p, _ in items], [r for _, r in items], self.judge_cfg,
                    seed=self.seed, sequential=self.sequential)
-        if self.judge_cfg.mode != "verifier":
+        if self.judge_cfg.needs_model:
             self.calls += (len(items) * self.judge_cfg.votes) if self.sequential else 1
         return js
 
