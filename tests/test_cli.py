@@ -230,7 +230,7 @@ def test_bootstrap_defaults_are_declared_once():
     params = {p.name: p.default for p in cmd.params}
     settings = {n: f.default for n, f in BootstrapSettings.model_fields.items()}
     config = {f.name: f.default for f in dataclasses.fields(BootstrapConfig)}
-    shared = ("per_answer", "extra", "judgments", "whole_fixes", "eval_share")
+    shared = ("per_answer", "extra", "judgments", "whole_fixes", "eval_share", "findings")
     for name in shared:
         assert params[name] == settings[name] == config[name], name
     assert params["budget"] == settings["budget"]

@@ -42,6 +42,7 @@ def bootstrap_refiner(
     eval_share: Annotated[float, typer.Option(min=0.0, max=1.0, help="share of prompts whose breaks go to --eval-out")] = BOOT.eval_share,
     per_answer: Annotated[int, typer.Option(min=1, help="broken copies per answer, each breaking another constraint")] = BOOT.per_answer,
     extra: Annotated[int, typer.Option(help="constraints an answer happens to meet, added to its prompt")] = BOOT.extra,
+    findings: Annotated[bool, typer.Option("--findings/--no-findings", help="the broken answer's checklist says what it has (found 2 paragraphs separated by ***; 3 asked), as the loop's judge does with judge.findings")] = BOOT.findings,
     judgments: Annotated[bool, typer.Option("--judgments/--no-judgments", help="also judgment rows (broken -> No, original -> Yes; off: the checkers vouch for the constraints, not for the task)")] = BOOT.judgments,
     teacher: Annotated[Optional[str], typer.Option(help="model string of a stronger model: it judges and refines instead (the paper's way)")] = None,
     votes: Annotated[int, typer.Option(min=1, help="with --teacher: judge votes per answer")] = 1,
@@ -69,7 +70,7 @@ def bootstrap_refiner(
         typer.echo(f"wrote {len(sft)} rows to {out}", err=True)
         return
     cfg = B.BootstrapConfig(per_answer=per_answer, extra=extra, judgments=judgments, eval_share=eval_share, seed=seed,
-                            heldout_kinds=_kinds(heldout_kinds), kinds=_kinds(kinds), whole_fixes=whole_fixes)
+                            heldout_kinds=_kinds(heldout_kinds), kinds=_kinds(kinds), whole_fixes=whole_fixes, findings=findings)
     train, held = B.offline_examples(rows, cfg)
     if not train:
         raise DataError(f"{input}: no answer meets a constraint that can be broken; nothing to learn from")

@@ -64,6 +64,10 @@ class JudgeSettings(Settings):
 
     votes: int = Field(5, ge=1)
     mode: Mode = "hybrid"
+    # the checkers' checklist (the rationale where no vote agrees, and the verifier judge's): an unmet
+    # line also says what the answer has ("found 2 paragraphs separated by ***; 3 asked"), so the
+    # refiner knows where to edit (spar.constraints.findings). Off: the shipped refiner learnt without.
+    findings: bool = False
     temperature: float = Field(0.7, ge=0)  # votes=1 always decodes greedily
     top_p: float = Field(0.95, gt=0, le=1)
     max_new_tokens: int = Field(384, ge=1)
@@ -188,6 +192,7 @@ class BootstrapSettings(Settings):
     # also teach a fixer's whole edit (the answer before a fixer made it meet an added constraint ->
     # after, e.g. one block of text -> paragraphs), what a failed answer of the loop usually needs
     whole_fixes: bool = True
+    findings: bool = False  # the broken answers' checklists say what was found (judge.findings)
     # share of prompts whose breaks `spar bootstrap refiner` holds out for `spar bootstrap eval`
     # (the loop's bootstrap holds none out)
     eval_share: float = Field(0.2, ge=0, lt=1)

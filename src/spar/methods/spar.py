@@ -41,7 +41,8 @@ def _bootstrap_data(ctx: Context) -> None:
                              c.search.but(budget=b.budget), seed)
     else:
         train, _ = B.offline_examples(rows, B.BootstrapConfig(per_answer=b.per_answer, extra=b.extra, judgments=b.judgments,
-                                                              whole_fixes=b.whole_fixes, eval_share=0.0, seed=seed))
+                                                              whole_fixes=b.whole_fixes, findings=b.findings, eval_share=0.0,
+                                                              seed=seed))
         out = B.sft_rows(train, b.judgments, fmt=c.search.refine_format)
     write_jsonl(ctx.path("bootstrap.jsonl"), out)
     ctx.spend["rows"] = len(out)

@@ -40,10 +40,14 @@ def _agreeing(replies: Sequence[str], votes: Sequence[bool | None], label: bool 
     return ""
 
 
-def _checker_rationale(prompt: Prompt, checks: list[bool]) -> str:
-    """A rationale written from the checkers' verdicts, for when no vote agrees with them."""
+def _checker_rationale(prompt: Prompt, checks: list[bool], response: str = "", findings: bool = False) -> str:
+    """A rationale written from the checkers' verdicts, for when no vote agrees with them; with
+    ``findings``, an unmet line also says what the answer has (spar.constraints.findings)."""
+    from spar.constraints.findings import requirement
+
     verifiable = [c for c in prompt.constraints if is_verifiable(c.kind)]
-    return checklist([(c.text or c.kind, ok) for c, ok in zip(verifiable, checks)])
+    return checklist([(requirement(c.text or c.kind, c.kind, c.kwargs, response, ok, findings), ok)
+                      for c, ok in zip(verifiable, checks)])
 
 
 def verify(prompt: Prompt, response: str) -> tuple[list[bool], bool]:
@@ -57,7 +61,7 @@ def verify(prompt: Prompt, response: str) -> tuple[list[bool], bool]:
     return checks, free
 
 
-def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode) -> Judgment:
+def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode, findings: bool = False) -> Judgment:
     votes = [parse_judgement(r) for r in replies]
     vote = majority(votes)
     yes_share = sum(v is True for v in votes) / len(votes) if votes else 0.0
@@ -69,7 +73,7 @@ def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode) -
     if mode == "verifier":
         label = (all(checks) if not free else (False if not all(checks) else None))
         score = 1.0 if label else 0.5 * passed
-        rationale = _checker_rationale(prompt, checks) if checks else ""
+        rationale = _checker_rationale(prompt, checks, response, findings) if checks else ""
         return Judgment(follows=label, votes=[], rationale=rationale, by="verifier", checks=checks, score=score,
                         rationale_from_vote=False)
     # hybrid: the checkers can fail an answer, but only the vote can say that it still does the task
@@ -81,7 +85,7 @@ def combine(prompt: Prompt, response: str, replies: Sequence[str], mode: Mode) -
     rationale = _agreeing(replies, votes, label)
     from_vote = bool(rationale)
     if not rationale and checks:
-        rationale = _checker_rationale(prompt, checks)
+        rationale = _checker_rationale(prompt, checks, response, findings)
     return Judgment(follows=label, votes=votes, rationale=rationale, by="hybrid", checks=checks, score=score,
                     rationale_from_vote=from_vote)
 
@@ -107,4 +111,4 @@ def judge(backend: Backend | None, prompts: Sequence[Prompt], responses: Sequenc
                        for c in chats]
         else:
             replies = backend.generate(chats, cfg.sampling(seed), on_batch=on_batch)
-    return [combine(p, r, rep, cfg.mode) for p, r, rep in zip(prompts, responses, replies)]
+    return [combine(p, r, rep, cfg.mode, cfg.findings) for p, r, rep in zip(prompts, responses, replies)]

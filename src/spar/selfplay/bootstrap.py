@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from spar.constraints.breakers import BREAKERS, break_one, split_sentences
 from spar.constraints.fixers import FIXERS
 from spar.constraints.checkers import follows
+from spar.constraints.findings import requirement
 from spar.constraints.procedural import SPECS, contradiction
 from spar.roles import edits
 from spar.roles.guard import GuardConfig, machinery
@@ -50,6 +51,7 @@ class BootstrapConfig:
     # also teach a fixer's whole edit (a break teaches only the undoing of one slip)
     whole_fixes: bool = _DEFAULT.whole_fixes
     eval_share: float = _DEFAULT.eval_share  # share of prompts whose breaks go to eval instead of training
+    findings: bool = _DEFAULT.findings  # unmet checklist lines say what the broken answer has (judge.findings)
     min_words: int = 8  # shorter answers are not worth restoring
     max_words: int = 160  # longer ones cost the most to train on (a refine example holds the answer twice)
     # a restoration this guard rejects is no example of an edit. 0.5, not the search's 0.7: a break that
@@ -158,7 +160,8 @@ def offline_examples(rows: Sequence[Completion], cfg: BootstrapConfig = Bootstra
 
             def add(c: Constraint, broken: str, whole_fix: bool = False) -> None:
                 seen.add((text, broken))
-                checks = [(o.text or o.kind, o is not c) for o in cons]
+                checks = [(requirement(o.text or o.kind, o.kind, o.kwargs, broken, o is not c, cfg.findings), o is not c)
+                          for o in cons]
                 ex = Break(prompt=prompt, original=answer, broken=broken, kind=c.kind, checks=checks, whole_fix=whole_fix)
                 (held if c.kind in cfg.heldout_kinds or row.id in eval_prompts else train).append(ex)
 
