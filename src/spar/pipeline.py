@@ -212,7 +212,10 @@ class Run:
         before = {m: b.spent() for m, b in self._backends.items()}
         budget = Budget(self.cfg.budget.generated_tokens, self._iteration_tokens(t, key),
                         lambda: self._spend(before)["new_tokens"])
-        ctx = Context(self, self.cfg, t, seed, stage, budget=budget)
+        stages = self.manifest["stages"]
+        ctx = Context(self.cfg, t, seed, stage, paths=self.path, models=dict(self.models), backend_of=self.backend,
+                      records=lambda name: stages.get(f"iter_{t}:{name}", {}), summary=self.summary,
+                      packaged_on_vllm=self.packaged_on_vllm, show=self.show, budget=budget)
         t0 = time.perf_counter()
         try:
             result = stage.run(ctx)

@@ -39,7 +39,7 @@ SEEDS = [
 
 def _teacher(ctx: Context):
     t = ctx.cfg.autoif.teacher
-    return ctx.run.backend(t) if t else ctx.backend("actor")
+    return ctx.backend_for(t) if t else ctx.backend("actor")
 
 
 def _sampling(ctx: Context, n: int) -> Sampling:
@@ -275,7 +275,7 @@ def _pairs(ctx: Context) -> None:
     write_jsonl(ctx.path("sft.jsonl"), sft)
     stats = {"method": "autoif", "pass_rates": hist, "quality_dropped": dropped, "pairs": len(pairs), "sft_rows": len(sft)}
     for name in ("instructions", "functions", "verify", "back_translate", "queries", "quality"):
-        rec = ctx.run.manifest["stages"].get(f"iter_{ctx.t}:{name}", {})
+        rec = ctx.record(name)
         stats[name] = {k: v for k, v in rec.items() if k not in ("hash", "status", "seed", "stage_seed", "started", "spend")}
     write_text(ctx.path("stats.json"), json.dumps(stats, indent=1) + "\n")
     ctx.spend["pairs"] = len(pairs)

@@ -77,31 +77,44 @@ class Budget:
 
 @dataclass
 class Context:
-    """What a stage's ``run`` sees: the config, the iteration and its seed, paths, models."""
+    """What a stage's ``run`` sees, and nothing of the loop behind it: the config, the iteration and
+    its seed, where its files are, which model each role is, a backend factory, and channels for
+    what it reports (``spend`` into its manifest entry, ``summary`` into the run's summary)."""
 
-    run: Any  # the spar.pipeline.Run
     cfg: RunConfig
     t: int
     seed: int
     stage: Stage
+    paths: Callable[[str, int], Path | None]  # (file name, iteration) -> path; None for a recipe file not named
+    models: dict[str, str]  # role -> model string, as the loop has trained them so far
+    backend_of: Callable[[str], Backend]  # model string -> a backend (loaded once per run, reused)
+    records: Callable[[str], dict[str, Any]] = lambda name: {}  # manifest entry of a finished stage (same iteration)
+    summary: dict[str, Any] = field(default_factory=dict)  # the run's summary figures (iter_N.pairs, ...)
+    packaged_on_vllm: bool = False  # models trained from a packaged one are served with vLLM too
+    show: bool = True  # progress bars
     spend: dict[str, Any] = field(default_factory=dict)  # extra figures for the manifest (counts, losses)
     budget: Budget = field(default_factory=lambda: Budget(None, 0, lambda: 0))
 
     def path(self, name: str) -> Path:
-        p = self.run.path(name, self.t)
+        p = self.paths(name, self.t)
         if p is None:
             raise DataError(f"stage {self.stage.name}: the recipe names no file for {name[4:]}")
         return p
 
     def model(self, role: str) -> str:
-        return self.run.models[self.run.role(role)]
+        return self.models[role if role in self.models else "actor"]
 
     def backend(self, role: str) -> Backend:
-        return self.run.backend(self.model(role))
+        """The backend of the model that plays ``role`` (the actor where the method has no such role)."""
+        return self.backend_of(self.model(role))
 
-    @property
-    def show(self) -> bool:
-        return self.run.show
+    def backend_for(self, model: str) -> Backend:
+        """The backend of a model string the recipe names (a teacher, FollowBench's judge)."""
+        return self.backend_of(model)
+
+    def record(self, stage: str) -> dict[str, Any]:
+        """The manifest entry of this iteration's stage ``stage`` (empty before it ran)."""
+        return self.records(stage)
 
     @property
     def chunk(self) -> int:

@@ -45,7 +45,7 @@ def _negatives(ctx: Context) -> None:
     rows = S.run_negatives(ctx.cfg.negatives, ctx.path("prompts.jsonl"), ctx.path("judgments.jsonl"),
                            ctx.path("negatives.jsonl"), ctx.seed)
     ctx.spend["negatives"] = len(rows)
-    ctx.run.summary[f"iter_{ctx.t}.negatives"] = len(rows)
+    ctx.summary[f"iter_{ctx.t}.negatives"] = len(rows)
 
 
 NEGATIVES = Stage("negatives", _negatives, inputs=("prompts.jsonl", "judgments.jsonl"), outputs=("negatives.jsonl",),
@@ -62,7 +62,7 @@ def train_stage(name: str, kind: str, role: str, data: str, section: str, out: s
         ctx.spend["loss"] = losses
         if losses and ctx.show:
             console.print(f"{kind} loss per step: {', '.join(f'{v:.4f}' for v in losses)}")
-        return None if model is None else S.served_like(ctx.model(role), str(ctx.path(out) / "model"), ctx.run.packaged_on_vllm)
+        return None if model is None else S.served_like(ctx.model(role), str(ctx.path(out) / "model"), ctx.packaged_on_vllm)
 
     return Stage(name, go, inputs=(data,), outputs=(f"{out}/model",), settings=(section,), models=(role,), loads=(),
                  trains=role)
@@ -76,7 +76,7 @@ def eval_stages() -> tuple[Stage, ...]:
             jobs = {n: (src, limit) for n, src, limit in S.eval_jobs(ctx.cfg.eval, ctx.path("heldout.jsonl"))}
             src, limit = jobs[name]
             r = S.run_eval(ctx.backend("actor"), ctx.cfg.eval, name, src, limit, ctx.path("eval"),
-                           {"model": ctx.model("actor"), "iteration": ctx.t, "method": ctx.run.method.name},
+                           {"model": ctx.model("actor"), "iteration": ctx.t, "method": ctx.cfg.method},
                            chunk=ctx.chunk * 2, show=ctx.show)
             ctx.spend["prompt_strict"] = r["prompt_strict"]
 
@@ -135,7 +135,7 @@ def eval_stages() -> tuple[Stage, ...]:
         items = select(e.followbench_data, judged=bool(e.followbench_judge), limit=e.followbench_limit)
         answers = answer(ctx.backend("actor"), items, ctx.path("eval/followbench.responses.jsonl"), e.max_new_tokens,
                          chunk=ctx.chunk * 2, show=ctx.show)
-        judge = ctx.run.backend(e.followbench_judge) if e.followbench_judge else None
+        judge = ctx.backend_for(e.followbench_judge) if e.followbench_judge else None
         result, outcomes = evaluate_followbench(items, answers, judge,
                                                 ctx.path("eval/followbench.judge.jsonl"), chunk=ctx.chunk * 2, show=ctx.show)
         write_jsonl(ctx.path("eval/followbench.outcomes.jsonl"), outcomes)

@@ -118,7 +118,7 @@ def _pairs(ctx: Context) -> None:
     write_jsonl(ctx.path("dpo.jsonl"), pairs)
     write_text(ctx.path("stats.json"), json.dumps({**out, "pairs": len(pairs)}, indent=1) + "\n")
     ctx.spend["pairs"] = len(pairs)
-    ctx.run.summary[f"iter_{t}.pairs"] = len(pairs)
+    ctx.summary[f"iter_{t}.pairs"] = len(pairs)
     if ctx.show:
         extra = f" + {out['judge']['pairs']} judge pairs" if "judge" in out else ""
         console.print(f"actor pairs {stats['pairs']} of {stats['prompts']} prompts (ties {stats['ties']}, too few scored "

@@ -99,7 +99,7 @@ def _grpo(ctx: Context) -> str | None:
     if ctx.show:
         console.print(f"GRPO: {len(rewards)} rollouts, mean reward {stats['mean_reward']}, "
                       f"{stats['prompts_all_equal']} of {len(groups)} prompts with no difference in their group")
-    return S.served_like(ctx.model("actor"), str(path), ctx.run.packaged_on_vllm)
+    return S.served_like(ctx.model("actor"), str(path), ctx.packaged_on_vllm)
 
 
 METHOD = Method(

@@ -70,7 +70,7 @@ def _targets(ctx: Context) -> None:
     write_jsonl(ctx.path("sft.jsonl"), rows)
     write_text(ctx.path("stats.json"), json.dumps({"method": "self", **stats}, indent=1) + "\n")
     ctx.spend.update(rows=len(rows), accepted=stats["accepted"])
-    ctx.run.summary[f"iter_{ctx.t}.sft_rows"] = len(rows)
+    ctx.summary[f"iter_{ctx.t}.sft_rows"] = len(rows)
     if ctx.show:
         console.print(f"refinements accepted {stats['accepted']}/{stats['refined']} · SFT rows {len(rows)}")
 

@@ -37,7 +37,7 @@ def _bootstrap_data(ctx: Context) -> None:
     seed = c.seed + BOOTSTRAP_SEED
     rows = read_jsonl(ctx.path("bootstrap_samples.jsonl"), Completion)
     if b.refiner == "teacher":
-        out = B.teacher_rows(ctx.run.backend(b.teacher), rows, c.judge.but(mode="hybrid"),
+        out = B.teacher_rows(ctx.backend_for(b.teacher), rows, c.judge.but(mode="hybrid"),
                              c.search.but(budget=b.budget), seed)
     else:
         train, _ = B.offline_examples(rows, B.BootstrapConfig(per_answer=b.per_answer, extra=b.extra, judgments=b.judgments,
@@ -62,7 +62,7 @@ def _data(ctx: Context) -> None:
                     ctx.seed)
     k = f"iter_{ctx.t}"
     ctx.spend.update(pairs=st["pairs"], solved=st["solved"], trees=st["trees"])
-    ctx.run.summary.update({f"{k}.trees": st["trees"], f"{k}.solved": st["solved"], f"{k}.pairs": st["pairs"]})
+    ctx.summary.update({f"{k}.trees": st["trees"], f"{k}.solved": st["solved"], f"{k}.pairs": st["pairs"]})
     if ctx.show:
         console.print(f"trees solved {st['solved']}/{st['trees']} · DPO pairs {st['pairs']} "
                       f"({st['pairs_dropped']} dropped by the guard) · mean expanded per solved tree "
