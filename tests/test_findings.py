@@ -102,3 +102,17 @@ def test_the_bootstrap_checklists_carry_findings_when_asked():
         assert a.broken == b.broken and "found" not in a.rationale
         unmet = [t for t, ok in b.checks if not ok]
         assert len(unmet) == 1 and "found" in unmet[0] and "separated by ***" in unmet[0]
+
+
+def test_a_checkers_judgment_can_be_told_its_findings_a_votes_cannot():
+    from spar.roles.judge import combine, with_findings
+    from spar.types import Constraint, Message, Prompt
+
+    c = Constraint(kind="punctuation:no_comma", kwargs={}, text="Use no commas.")
+    p = Prompt(id="a", messages=[Message(role="user", content="Tell me. Use no commas.")], constraints=[c])
+    j = combine(p, "a, b, c", [], "verifier")
+    told = with_findings(j, p, "a, b, c")
+    assert told.rationale == combine(p, "a, b, c", [], "verifier", findings=True).rationale
+    assert "(found 2 commas; none allowed)" in told.rationale and told.follows == j.follows
+    voted = j.model_copy(update={"rationale": "The answer uses commas.", "rationale_from_vote": True})
+    assert with_findings(voted, p, "a, b, c") == voted

@@ -99,6 +99,7 @@ def bootstrap_eval(
     batch_size: Annotated[int, typer.Option(min=1, help="sequences per forward pass")] = 16,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     refine_format: Annotated[str, typer.Option(help="the refiner's reply: rewrite (the whole answer) or edits (operations on it)")] = "rewrite",
+    findings: Annotated[bool, typer.Option("--findings/--no-findings", help="the checklists the refiner is shown say what each answer has (judge.findings): the breaks' own, rewritten as read, and the judge's on refinements")] = False,
     dtype: DtypeOpt = None,
 ):
     """How well a refiner repairs held-out breaks: repaired (checkers pass, guard passes) per group and kind."""
@@ -115,9 +116,15 @@ def bootstrap_eval(
     refuse_same_path(input, output, report_path)
     cfg = SEARCH.but(strategy=strategy, budget=budget, branch=min(3, budget), min_similarity=min_similarity,
                      max_new_tokens=max_new_tokens, refine_format=refine_format)
-    searcher = Searcher(_backend(model, batch_size, dtype=dtype), JudgeSettings(votes=1, mode="verifier"), cfg, seed)
-    trees = search_file(searcher, input, output)
-    report = {"model": model, "strategy": strategy, "budget": budget, "refine_format": refine_format,
+    searcher = Searcher(_backend(model, batch_size, dtype=dtype), JudgeSettings(votes=1, mode="verifier", findings=findings),
+                        cfg, seed)
+    from spar.roles.judge import with_findings
+
+    def told(n: Negative) -> Negative:
+        return n.model_copy(update={"judgment": with_findings(n.judgment, n.prompt, n.response)})
+
+    trees = search_file(searcher, input, output, prepare=told if findings else None)
+    report = {"model": model, "strategy": strategy, "budget": budget, "refine_format": refine_format, "findings": findings,
               "edit_failures": searcher.edit_failures, "groups": refiner_report(trees, read_jsonl(input, Negative))}
     write_text(report_path, json.dumps(report, indent=1) + "\n")
     for name, g in report["groups"].items():

@@ -50,6 +50,14 @@ def _checker_rationale(prompt: Prompt, checks: list[bool], response: str = "", f
                       for c, ok in zip(verifiable, checks)])
 
 
+def with_findings(judgment: Judgment, prompt: Prompt, response: str) -> Judgment:
+    """The judgment with its checklist rewritten to say what the answer has (``judge.findings``),
+    where the rationale is the checkers' (a vote's own words are left as they are)."""
+    if judgment.rationale_from_vote or not judgment.checks:
+        return judgment
+    return judgment.model_copy(update={"rationale": _checker_rationale(prompt, judgment.checks, response, True)})
+
+
 def verify(prompt: Prompt, response: str) -> tuple[list[bool], bool]:
     """Checker verdicts for the prompt's verifiable constraints, and whether free ones remain."""
     checks, free = [], False

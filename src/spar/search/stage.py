@@ -14,10 +14,14 @@ from spar.types import Negative, Tree
 
 
 def search_file(searcher: Searcher, input: str | Path, output: str | Path, chunk: int = 64, show: bool = True,
-                stop: Callable[[], bool] | None = None) -> list[Tree]:
+                stop: Callable[[], bool] | None = None,
+                prepare: Callable[[Negative], Negative] | None = None) -> list[Tree]:
     """A tree per negative not yet in ``output``, in chunks; ``stop()`` (a budget) is asked before
-    each chunk, and once it says so the remaining negatives get no tree."""
+    each chunk, and once it says so the remaining negatives get no tree. ``prepare`` changes each
+    negative as read (the file itself is never written)."""
     negatives = read_jsonl(input, Negative)
+    if prepare is not None:
+        negatives = [prepare(n) for n in negatives]
     keys = [n.key for n in negatives]
     if len(set(keys)) != len(keys):
         raise DataError(f"{input}: duplicate negatives (same prompt id and sample index)")
