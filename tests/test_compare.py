@@ -145,3 +145,18 @@ def test_a_run_is_read_with_every_evaluation_it_kept(tmp_path):
     (run / "config.yaml").write_text("model: m\n")
     r = load_run(run)
     assert (r["method"], r["judge"], r["eval_tokens"]) == ("spar", None, None)
+
+
+def test_one_iteration_reader_and_one_spend_sum(tmp_path):
+    from spar.report import iterations, spend_totals
+
+    for name in ("iter_10", "iter_2", "iter_0", "iter_x", "notes"):
+        (tmp_path / name).mkdir()
+    assert [t for t, _ in iterations(tmp_path)] == [0, 2, 10]
+    stages = {"a": {"seconds": 1.25, "status": "done", "spend": {"calls": 2, "new_tokens": 10, "prompt_tokens": 3}},
+              "b": {"seconds": 2.0, "status": "done", "spend": {"calls": 1, "requests": 4, "new_tokens": 5}},
+              "c": {"seconds": None, "status": "failed"}}
+    assert spend_totals(stages) == {"seconds": 3.2, "calls": 3, "requests": 4, "prompt_tokens": 3, "new_tokens": 15,
+                                    "recorded": True}
+    stages["d"] = {"seconds": 1, "status": "done"}  # a finished stage from before spend was recorded
+    assert spend_totals(stages)["recorded"] is False

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from spar.io import DataError, iter_json_lines, read_json, read_manifest
+from spar.report import iterations, spend_totals
 
 BENCHES = ("ifeval", "heldout")
 METRICS = ("prompt_strict", "inst_strict", "prompt_loose", "inst_loose")
@@ -49,10 +50,6 @@ def _outcomes(path: Path) -> dict[str, bool]:
     return out
 
 
-def _iters(run: Path) -> list[int]:
-    return sorted(int(d.name.split("_")[1]) for d in run.glob("iter_*") if d.name.split("_")[1].isdigit())
-
-
 def load_run(run: Path) -> dict[str, Any]:
     import yaml
 
@@ -63,8 +60,7 @@ def load_run(run: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"run": str(run), "method": cfg.get("method", "spar"), "model": cfg.get("model"),
                            "judge": (cfg.get("judge") or {}).get("mode"), "dtype": cfg.get("dtype"),
                            "eval_tokens": (cfg.get("eval") or {}).get("max_new_tokens"), "iterations": {}}
-    for t in _iters(run):
-        d = run / f"iter_{t}"
+    for t, d in iterations(run):
         it: dict[str, Any] = {}
         for bench in BENCHES:
             if (d / "eval" / f"{bench}.json").exists():
@@ -96,16 +92,8 @@ def load_run(run: Path) -> dict[str, Any]:
             it["independent_similarity"] = st.get("independent_pair_similarity")
         if it:
             out["iterations"][t] = it
-    spend = {"calls": 0, "new_tokens": 0, "seconds": 0.0, "recorded": True}
-    for rec in manifest.get("stages", {}).values():
-        spend["seconds"] += rec.get("seconds") or 0
-        if "spend" in rec:
-            spend["calls"] += rec["spend"].get("calls", 0)
-            spend["new_tokens"] += rec["spend"].get("new_tokens", 0)
-        elif rec.get("status") == "done":
-            spend["recorded"] = False  # a manifest from before spend was recorded
-    spend["seconds"] = round(spend["seconds"], 1)
-    out["spend"] = spend
+    total = spend_totals(manifest.get("stages", {}))
+    out["spend"] = {k: total[k] for k in ("calls", "new_tokens", "seconds", "recorded")}
     return out
 
 

@@ -13,21 +13,34 @@ from pathlib import Path
 from spar.io import read_json, read_manifest
 
 
-def _iters(run: Path) -> list[tuple[int, Path]]:
-    out = []
-    for d in run.glob("iter_*"):
-        try:
-            out.append((int(d.name.split("_")[1]), d))
-        except ValueError:
-            continue
-    return sorted(out)
+def iterations(run: Path) -> list[tuple[int, Path]]:
+    """A run directory's iteration folders (``iter_N``), in order: (N, folder)."""
+    return sorted((int(d.name[5:]), d) for d in Path(run).glob("iter_*") if d.name[5:].isdigit())
+
+
+SPEND = ("calls", "requests", "prompt_tokens", "new_tokens")
+
+
+def spend_totals(stages: dict[str, dict]) -> dict:
+    """A manifest's stages summed: seconds and each spend figure; ``recorded`` is False where a
+    finished stage has no spend (a manifest from before spend was recorded)."""
+    total = {"seconds": 0.0, **{k: 0 for k in SPEND}, "recorded": True}
+    for rec in stages.values():
+        total["seconds"] += rec.get("seconds") or 0
+        if "spend" in rec:
+            for k in SPEND:
+                total[k] += (rec["spend"] or {}).get(k, 0)
+        elif rec.get("status") == "done":
+            total["recorded"] = False
+    total["seconds"] = round(total["seconds"], 1)
+    return total
 
 
 def scores(run: Path) -> dict[str, dict[int, dict]]:
     """benchmark -> iteration -> scores (iteration 0 is the base model), for the benchmarks scored
     by prompt (IFEval, held-out); the refiner's evaluations (LLMBar, refinement) are in `spar compare`."""
     out: dict[str, dict[int, dict]] = {}
-    for t, d in _iters(run):
+    for t, d in iterations(run):
         for f in sorted((d / "eval").glob("*.json")):
             got = read_json(f)
             if isinstance(got, dict) and "prompt_strict" in got:
@@ -173,17 +186,14 @@ def spend_table(run: Path) -> str:
     rows = ["<h2>Spend per stage</h2>", f"<p>method: <b>{html.escape(str(method))}</b></p>",
             "<table><tr><th>stage</th><th>seconds</th><th>model calls</th><th>requests</th><th>prompt tokens</th>"
             "<th>new tokens</th></tr>"]
-    total = {"seconds": 0.0, "calls": 0, "requests": 0, "prompt_tokens": 0, "new_tokens": 0}
+    total = spend_totals(stages)
     for key, rec in stages.items():
         sp = rec.get("spend") or {}
-        total["seconds"] += rec.get("seconds") or 0
-        for k in ("calls", "requests", "prompt_tokens", "new_tokens"):
-            total[k] += sp.get(k, 0)
         rows.append(f"<tr><td>{html.escape(key)}</td><td>{rec.get('seconds', '–')}</td>"
-                    + "".join(f"<td>{sp.get(k, '–')}</td>" for k in ("calls", "requests", "prompt_tokens", "new_tokens"))
+                    + "".join(f"<td>{sp.get(k, '–')}</td>" for k in SPEND)
                     + "</tr>")
     rows.append(f"<tr><th>total</th><th>{total['seconds']:.1f}</th>"
-                + "".join(f"<th>{total[k]}</th>" for k in ("calls", "requests", "prompt_tokens", "new_tokens")) + "</tr></table>")
+                + "".join(f"<th>{total[k]}</th>" for k in SPEND) + "</tr></table>")
     return "\n".join(rows)
 
 
@@ -217,7 +227,7 @@ def write_report(run: str | Path) -> Path:
                  "<th>expanded / solved tree</th><th>solution depth</th><th>refinements</th><th>judged yes</th>"
                  "<th>judged yes, not faithful</th><th>guard: similarity / machinery / length</th></tr>")
     fmt = lambda v: "–" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
-    all_stats = {t: read_json(d / "stats.json") for t, d in _iters(run) if (d / "stats.json").exists()}
+    all_stats = {t: read_json(d / "stats.json") for t, d in iterations(run) if (d / "stats.json").exists()}
     stats = {t: st for t, st in all_stats.items() if "trees" in st}  # SPaR's tree stats
     for t, st in stats.items():
         g = st.get("guard_rejected") or {}
@@ -251,7 +261,7 @@ def write_report(run: str | Path) -> Path:
                  "accepted refinement (the difference marked), the judge's rationale on the failed answer, and the "
                  "search tree that found the refinement.</p>")
     shown = 0
-    for t, d in _iters(run):
+    for t, d in iterations(run):
         if not (d / "dpo.jsonl").exists():
             continue
         rows = [json.loads(line) for line in (d / "dpo.jsonl").read_text().splitlines() if line.strip()]
