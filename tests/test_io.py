@@ -384,3 +384,96 @@ def test_map_rows_keeps_what_was_emitted_before_a_failure(tmp_path):
     assert [r.id for r in read_jsonl(out, Completion)] == ["a"]
     rows = map_rows(["a", "b"], out, Completion, key=str, work=lambda part, emit, bar: [emit(_row(i)) for i in part])
     assert [r.id for r in rows] == ["a", "b"]
+
+
+def test_write_text_is_atomic_keeps_the_mode_and_follows_a_link(tmp_path):
+    import os
+    import stat
+
+    from spar.io import write_text
+
+    f = tmp_path / "deep" / "er" / "out.txt"
+    write_text(f, "one\n")  # parents made
+    old = os.umask(0o027)
+    try:
+        write_text(tmp_path / "new.txt", "x")
+        assert stat.S_IMODE((tmp_path / "new.txt").stat().st_mode) == 0o640  # what the umask gives a new file
+    finally:
+        os.umask(old)
+    f.chmod(0o604)
+    write_text(f, "two\n")
+    assert f.read_text() == "two\n" and stat.S_IMODE(f.stat().st_mode) == 0o604  # the mode it replaces
+    link = tmp_path / "link.txt"
+    link.symlink_to(f)
+    write_text(link, "three\n")
+    assert link.is_symlink() and f.read_text() == "three\n"
+    with pytest.raises(TypeError):
+        write_text(f, 3)  # a failure half way leaves the old file and no temporary file
+    assert f.read_text() == "three\n" and sorted(p.name for p in f.parent.iterdir()) == ["out.txt"]
+
+
+def test_json_readers_name_the_file_and_line(tmp_path):
+    from spar.io import MAX_LINE, iter_json_lines, parse_json, read_json, read_manifest
+
+    assert parse_json('{"a": [1, 2]}', "x") == {"a": [1, 2]}
+    with pytest.raises(DataError, match=r"^f\.json:3: not valid JSON") as e:
+        parse_json('{\n"a":\n nope}', "f.json", whole_file=True)
+    with pytest.raises(DataError, match=r"^f\.jsonl:7: not valid JSON"):
+        parse_json("{", "f.jsonl:7")
+    with pytest.raises(DataError, match=r"^w: JSON nested too deep$"):
+        parse_json("[" * 100_000 + "]" * 100_000, "w")
+    with pytest.raises(DataError, match=r"^w: not usable JSON"):
+        parse_json("1" * 5000, "w")
+    with pytest.raises(DataError, match=r"^w: a \\u escape makes a lone surrogate"):
+        parse_json('"\\ud800"', "w")
+    assert parse_json('"\\u00e9"', "w") == "é"
+    p = tmp_path / "rows.jsonl"
+    p.write_bytes(b'{"a": 1}\n\n  \n{"b": 2}\n[1]\n')
+    rows = iter_json_lines(p)
+    assert next(rows) == (1, {"a": 1}) and next(rows) == (4, {"b": 2})
+    with pytest.raises(DataError, match=r"rows\.jsonl:5: expected a JSON object, got list$"):
+        next(rows)
+    p.write_bytes(b'{"a": 1}\n{"b": "\xff"}\n')
+    with pytest.raises(DataError, match=r"rows\.jsonl:2: not UTF-8 text \(byte 8 of the line\)$"):
+        list(iter_json_lines(p))
+    assert MAX_LINE == 256 << 20
+    j = tmp_path / "m.json"
+    j.write_text('{"stages": {"a": {}}}')
+    assert read_manifest(j) == {"stages": {"a": {}}} and read_json(j) == {"stages": {"a": {}}}
+    for bad in ('{"stages": []}', '{"stages": {"a": 1}}', "[1]"):
+        j.write_text(bad)
+        with pytest.raises(DataError, match=r"m\.json: not a spar manifest"):
+            read_manifest(j)
+    j.write_bytes(b'{"a": "\xfe"}')
+    with pytest.raises(DataError, match=r"m\.json: not UTF-8 text \(byte 8\)$"):
+        read_json(j)
+
+
+def test_output_checks_name_what_is_wrong(tmp_path):
+    import os
+
+    from spar.io import check_input, check_output
+
+    d = tmp_path / "d"
+    d.mkdir()
+    f = tmp_path / "f.txt"
+    f.write_text("x")
+    check_output(d / "new" / "deeper" / "out.jsonl")  # the nearest existing folder decides
+    with pytest.raises(DataError, match=r"f\.txt/out\.jsonl: Not a directory$"):  # a file where a folder is named
+        check_output(f / "out.jsonl")
+    with pytest.raises(DataError, match=r"d: a directory, not a file$"):
+        check_output(d)
+    with pytest.raises(DataError, match=r"f\.txt: a file, not a directory$"):
+        check_output(f, folder=True)
+    with pytest.raises(DataError, match="the output is the input file"):
+        check_output(f, inputs=[None, tmp_path / "missing", f])
+    with pytest.raises(DataError, match=r"a directory, not a file$"):
+        check_input(d, file=True)
+    check_input(d)
+    if os.geteuid() != 0:  # root may write anywhere
+        d.chmod(0o500)
+        try:
+            with pytest.raises(DataError, match=r"no permission to write in"):
+                check_output(d / "out.jsonl")
+        finally:
+            d.chmod(0o700)
