@@ -85,7 +85,9 @@ def test_the_loop_passes_the_recipe_engine_to_vllm_models_only(tmp_path, monkeyp
 
     seen = []
     closed = []
-    monkeypatch.setattr(P, "load_backend", lambda model, options: seen.append((model, options.extra)) or types.SimpleNamespace(
+    import spar.engines as E
+
+    monkeypatch.setattr(E, "load_backend", lambda model, options: seen.append((model, options.extra)) or types.SimpleNamespace(
         name=model, close=lambda: closed.append(model)))
     run = P.Run(load_config(None, {}), tmp_path / "a", show=False)
     run.backend("embedded")  # no engine settings in the recipe: none passed

@@ -16,32 +16,23 @@ given that way); a model is released as soon as no later stage of the iteration 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import platform
 import shutil
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from spar.config import RunConfig, dump_config
 from spar.io import DataError, read_manifest, write_text
-from spar.llm import Backend, BackendOptions, Metered, load_backend
-from spar.llm.embedded import PACKAGED
+from spar.engines import BackendFactory, Engines, default_factory
+from spar.llm import Backend, Metered
 from spar.methods.base import Budget, Context, Method, Stage  # noqa: F401  (re-exported for methods)
 from spar.progress import console
 
-BackendFactory = Callable[..., Backend]  # (model, batch_size, dtype=...) -> Backend
 RUN_FILES = ("prompts.jsonl", "heldout.jsonl")  # in the run directory; every other file is per iteration
-
-
-def default_factory(model: str, batch_size: int, dtype: str | None = None, engine: dict | None = None,
-                    timeout: float = 120.0, max_retries: int = 6) -> Backend:
-    return load_backend(model, BackendOptions(batch_size=batch_size, dtype=dtype, extra={"engine": engine or {}},
-                                              timeout=timeout, max_retries=max_retries))
 
 
 def file_hash(path: Path) -> str:
@@ -87,7 +78,7 @@ class Run:
         self.manifest_path = self.dir / "manifest.json"
         self.manifest: dict[str, Any] = (read_manifest(self.manifest_path) if self.manifest_path.exists()
                                          else {"stages": {}})
-        self._backends: dict[str, Metered] = {}
+        self.engines = Engines(cfg, factory)
         self.models: dict[str, str] = {}
         self._made_by: dict[str, str] = {}  # path of a model trained in this run -> hash of the stage that made it
         self.summary: dict[str, Any] = {}
@@ -114,42 +105,14 @@ class Run:
         return role if role in self.models else "actor"
 
     def backend(self, model: str) -> Backend:
-        if model not in self._backends:
-            remote = {"timeout": self.cfg.remote.timeout, "max_retries": self.cfg.remote.retries}
-            extra: dict = {"dtype": self.cfg.dtype} if self.cfg.dtype else {}
-            # vLLM's engine settings: for vllm: models, and for a packaged model when the recipe sets any
-            # (vLLM may run it: spar.llm.packaged_engine); one engine per model string, reused until released
-            if model.startswith("vllm:") or (model in PACKAGED and self.cfg.engine.model_dump(exclude_defaults=True)):
-                extra["engine"] = self.cfg.engine.model_dump()
-            ex = self.cfg.executor
-            if ex.kind == "ray":  # replicas in Ray actors, each loading the model as the local executor would
-                from spar.executor import RayBackend
-
-                inner = RayBackend(model, BackendOptions(batch_size=self.cfg.batch_size, dtype=self.cfg.dtype,
-                                                         extra={"engine": extra.get("engine") or {}}, **remote),
-                                   replicas=ex.replicas, address=ex.address, cpus_per_replica=ex.cpus_per_replica,
-                                   gpus_per_replica=ex.gpus_per_replica, max_restarts=ex.max_restarts)
-            else:
-                inner = self.factory(model, self.cfg.batch_size, **extra, **remote)
-            self._backends[model] = Metered(inner)
-        return self._backends[model]
+        return self.engines.get(model)
 
     def release(self, keep: set[str]) -> None:
-        """Drop every loaded model not in ``keep`` (and give its memory back)."""
-        gone = [m for m in self._backends if m not in keep]
-        for m in gone:
-            inner = getattr(self._backends.pop(m), "inner", None)
-            if hasattr(inner, "close"):  # an engine with processes of its own (vLLM) stops them now
-                inner.close()
-        if gone:
-            gc.collect()
-            try:
-                import torch
+        self.engines.release(keep)
 
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-            except ImportError:  # pragma: no cover
-                pass
+    @property
+    def _backends(self) -> dict[str, Metered]:
+        return self.engines.loaded
 
     def model_id(self, model: str) -> Any:
         """A model's identity in a hash: the hash of the stage that trained it, or its string."""
@@ -209,13 +172,13 @@ class Run:
         self._save_manifest()
         if self.show:
             console.rule(f"[bold]{key}")
-        before = {m: b.spent() for m, b in self._backends.items()}
+        before = self.engines.spent()
         budget = Budget(self.cfg.budget.generated_tokens, self._iteration_tokens(t, key),
-                        lambda: self._spend(before)["new_tokens"])
+                        lambda: self.engines.since(before)["new_tokens"])
         stages = self.manifest["stages"]
         ctx = Context(self.cfg, t, seed, stage, paths=self.path, models=dict(self.models), backend_of=self.backend,
                       records=lambda name: stages.get(f"iter_{t}:{name}", {}), summary=self.summary,
-                      packaged_on_vllm=self.packaged_on_vllm, show=self.show, budget=budget)
+                      packaged_on_vllm=self.engines.packaged_on_vllm, show=self.show, budget=budget)
         t0 = time.perf_counter()
         try:
             result = stage.run(ctx)
@@ -223,7 +186,8 @@ class Run:
             entry.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
             self._save_manifest()
             raise StageFailed(key, e) from e
-        entry.update(status="done", seconds=round(time.perf_counter() - t0, 1), spend=self._spend(before), **ctx.spend)
+        entry.update(status="done", seconds=round(time.perf_counter() - t0, 1), spend=self.engines.since(before),
+                     **ctx.spend)
         if self.cfg.budget.generated_tokens is not None and not stage.run_level:
             self.manifest.setdefault("budget", {})[f"iter_{t}"] = {
                 "generated_tokens": self.cfg.budget.generated_tokens, "spent": self._iteration_tokens(t)}
@@ -249,30 +213,12 @@ class Run:
                 total += (rec.get("spend") or {}).get("new_tokens", 0) + (rec.get("generated_tokens") or 0)
         return total
 
-    def _spend(self, before: dict[str, dict]) -> dict[str, Any]:
-        total: dict[str, Any] = {"calls": 0, "requests": 0, "prompt_tokens": 0, "new_tokens": 0}
-        for m, b in self._backends.items():
-            now, was = b.spent(), before.get(m, {})
-            for k in total:
-                total[k] += now[k] - was.get(k, 0)
-        return total
-
     # -- the loop ------------------------------------------------------------------------------
-
-    @property
-    def packaged_on_vllm(self) -> bool:
-        """Whether this run serves the packaged models with vLLM (``spar.llm.packaged_engine``): then
-        the models it trains from them are served with vLLM too."""
-        from spar.llm import packaged_engine
-
-        return packaged_engine(BackendOptions(extra={"engine": self.cfg.engine.model_dump()})) == "vllm"
 
     def run(self) -> dict[str, Any]:
         self._save_manifest()  # first: a folder with a manifest is a run's (spar.io.check_run_dir)
         write_text(self.dir / "config.yaml", dump_config(self.cfg))
-        self.models = {role: self.cfg.model for role in self.method.roles}
-        if "refiner" in self.models and self.cfg.refiner:
-            self.models["refiner"] = self.cfg.refiner
+        self.models = self.method.starting_models(self.cfg)
         schedule = [(0, s) for s in self.method.prologue]
         schedule += [(t, s) for t in range(1, self.cfg.iterations + 1) for s in self.method.stages]
         schedule = [(t, s) for t, s in schedule if s.when is None or s.when(self.cfg, t)]

@@ -47,6 +47,14 @@ class Method:
     prologue: tuple[Stage, ...]  # iteration 0, once
     stages: tuple[Stage, ...]  # every iteration t = 1..iterations
     roles: tuple[str, ...] = ("actor",)  # the models it keeps; any other role is the actor's model
+    # role -> the recipe field naming its starting model where that is not `model` (SPaR: refiner)
+    start: tuple[tuple[str, str], ...] = ()
+
+    def starting_models(self, cfg: RunConfig) -> dict[str, str]:
+        """Each role's model before training: the recipe's ``model``, or the field ``start`` names
+        for the role where the recipe sets it."""
+        fields = dict(self.start)
+        return {role: (cfg.at(fields[role]) if role in fields else None) or cfg.model for role in self.roles}
 
     def stage_names(self) -> list[str]:
         out: list[str] = []

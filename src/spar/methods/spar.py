@@ -75,6 +75,7 @@ BOOT_SETTINGS = ("bootstrap", "sample", "prompts.min_constraints", "prompts.max_
 METHOD = Method(
     name="spar",
     roles=("actor", "refiner"),
+    start=(("refiner", "refiner"),),  # the recipe's `refiner:` (e.g. a bootstrapped adapter) starts the refiner
     prologue=(
         PROMPTS,
         *eval_stages(),
