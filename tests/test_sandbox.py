@@ -196,6 +196,10 @@ HOSTILE = {
                                 "    try:\n        with open(os.path.join(base, f'fill{{i}}'), 'wb') as f:\n"
                                 "            while True:\n                f.write(b'x' * (1 << 20))\n"
                                 "    except OSError:\n        pass\nraise RuntimeError('filled what it could')"),
+    "read_the_checkout": "return open({checkout!r}).read()",
+    "list_the_working_directory": ("import os\nnames = os.listdir({cwd!r})\n"
+                                   "if not {{'.git', 'pyproject.toml', 'tests'}} & set(names):\n"
+                                   "    raise LookupError('only mount points: ' + ', '.join(names))\nreturn names"),
     "kill_the_workers_group": ("import os, signal, time\nfor pg in {{os.getpgid(1), os.getpgid(os.getppid())}}:\n"
                                "    try:\n        os.killpg(pg, signal.SIGKILL)\n    except OSError:\n        pass\n"
                                "time.sleep(0.3)\nraise RuntimeError('still here')"),
@@ -213,7 +217,8 @@ CHECK = "def verify(x):\n    import os\n    return sorted(int(p) for p in os.lis
 
 def program(name: str, env) -> str:
     body = HOSTILE[name].format(outside=str(env["outside"]), repo=str(REPO_FILE), home_secret=str(env["home_secret"]),
-                                secret=SECRET, port=env["port"], unix=env["unix"])
+                                secret=SECRET, port=env["port"], unix=env["unix"], cwd=os.getcwd(),
+                                checkout=str(Path(spar.__file__).resolve().parents[2] / "pyproject.toml"))
     return "def verify(x):\n" + "\n".join("    " + line for line in body.splitlines()) + "\n"
 
 

@@ -68,9 +68,10 @@ def _unshare() -> str | None:
 
 
 def _homes() -> list[str]:
-    """The home directories the sandbox hides: $HOME and the account's own (they differ when HOME is
-    set elsewhere, as CI does; the account's may be closed to others, /root is 0700), those that
-    exist and do not lie under /tmp or the staging tmpfs (hidden already by the tmpfs over them)."""
+    """The folders the sandbox hides: $HOME and the account's own home (they differ when HOME is
+    set elsewhere, as CI does; the account's may be closed to others, /root is 0700), the working
+    directory and spar's checkout (two levels deep or more), those that exist and do not lie under
+    /tmp or the staging tmpfs (hidden already by the tmpfs over them)."""
     import pwd
 
     homes = {Path.home().resolve()}
@@ -78,6 +79,13 @@ def _homes() -> list[str]:
         homes.add(Path(pwd.getpwuid(os.getuid()).pw_dir).resolve())
     except KeyError:  # pragma: no cover - a uid without an account
         pass
+    # the working directory and spar's own checkout too: world-readable, they hold the project's
+    # files (.git/config, results, data) that a verifier has no business reading
+    for d in (Path.cwd(), WORKER.parent.parent.parent):
+        d = d.resolve()
+        if len(d.parts) >= 3 and ((d / "pyproject.toml").is_file() or d == Path.cwd().resolve()):  # /a/b or deeper
+            homes.add(d)
+    homes = {h for h in homes if not any(o != h and o in h.parents for o in homes)}  # the outermost of nested ones
     return sorted(str(h) for h in homes if h.is_dir() and h != Path("/")
                   and not any(h == Path(d) or Path(d) in h.parents for d in ("/tmp", STAGE)))
 
