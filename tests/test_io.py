@@ -332,7 +332,7 @@ def _row(i: str) -> Completion:
 
 
 def test_map_rows_does_only_what_is_left_and_keeps_the_items_order(tmp_path):
-    from spar.io import map_rows
+    from spar.rows import map_rows
 
     out = tmp_path / "rows.jsonl"
     items = [f"p{i}" for i in range(7)]
@@ -371,7 +371,7 @@ def test_map_rows_does_only_what_is_left_and_keeps_the_items_order(tmp_path):
 
 
 def test_map_rows_keeps_what_was_emitted_before_a_failure(tmp_path):
-    from spar.io import map_rows
+    from spar.rows import map_rows
 
     out = tmp_path / "rows.jsonl"
 
@@ -416,7 +416,7 @@ def test_json_readers_name_the_file_and_line(tmp_path):
     from spar.io import MAX_LINE, iter_json_lines, parse_json, read_json, read_manifest
 
     assert parse_json('{"a": [1, 2]}', "x") == {"a": [1, 2]}
-    with pytest.raises(DataError, match=r"^f\.json:3: not valid JSON") as e:
+    with pytest.raises(DataError, match=r"^f\.json:3: not valid JSON"):
         parse_json('{\n"a":\n nope}', "f.json", whole_file=True)
     with pytest.raises(DataError, match=r"^f\.jsonl:7: not valid JSON"):
         parse_json("{", "f.jsonl:7")

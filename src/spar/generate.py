@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from spar.io import map_rows
+from spar.rows import map_rows
 from spar.llm import Backend, PartialFailure, Sampling
 from spar.progress import token_bar
 from spar.types import Completion, Prompt

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import random
 
-from spar.io import map_rows, read_jsonl, write_jsonl, write_text
+from spar.rows import map_rows
+from spar.io import read_jsonl, write_jsonl, write_text
 from spar.llm import Sampling
 from spar.methods.base import Context, Method, Stage
 from spar.methods.common import PROMPTS, eval_stages, train_stage

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from spar.io import map_rows, read_jsonl, read_prompts, write_jsonl, write_text
+from spar.rows import map_rows
+from spar.io import read_jsonl, read_prompts, write_jsonl, write_text
 from spar.llm import Backend, Sampling
 from spar.methods.base import Context, Method, Stage
 from spar.methods.common import PROMPTS, SAMPLE, eval_stages, train_stage

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from spar.io import map_rows, read_jsonl
+from spar.rows import map_rows
+from spar.io import read_jsonl
 from spar.llm import Backend
 from spar.progress import token_bar
 from spar.roles.judge import judge

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
-from spar.io import DataError, map_rows, read_jsonl
+from spar.io import DataError, read_jsonl
+from spar.rows import map_rows
 from spar.progress import bar
 from spar.search.driver import Searcher
 from spar.types import Negative, Tree
